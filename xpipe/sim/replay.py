@@ -1,0 +1,219 @@
+"""The replay loop: domains' snapshots and disk reads, in time order, through a policy.
+
+At each snapshot time t (the union of all domains' snapshot times) the replay
+1. feeds the policy every disk read with time <= t not fed yet, in time order
+   (ties: mix order, then trace order); reads after the last snapshot go with
+   the last time, fed after that time's frames;
+2. shows the policy every frame's content at t: a domain's latest snapshot at
+   or before t; a domain with no snapshot yet is absent;
+3. records, per domain, private frames, frames mapped from shared memory,
+   reads issued and avoided, COW breaks; per time, pages shared memory holds.
+
+Only one time's frames are in memory at once, so a mix's size is bounded by
+its largest single time, not by its number of snapshots.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from xpipe.hashing import ZERO_HASH
+from xpipe.schemas import PAGE_TYPES, TIMELINE, TYPES
+from xpipe.sim.area import EVICTIONS
+from xpipe.sim import policies as P
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DomainTrace:
+    """What the replay needs of one domain; ``load(k)`` gives snapshot k's
+    (hashes uint64, types uint8) in frame order."""
+
+    id: str
+    times: np.ndarray
+    load: Callable[[int], tuple[np.ndarray, np.ndarray]]
+    frames: int
+    read_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    read_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+
+
+_RUN = re.compile(r"^(?:(none|zero|oracle)|scan-r(\d+)|dsa-(lru|lfu|fifo)-a(\d+)(-z)?)$")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One policy with its parameters; ``run_id`` names it in paths and tables."""
+
+    policy: str
+    eviction: str = ""
+    area_pages: int = 0
+    admit_zero: bool = False
+    scan_pages_per_s: int = 0
+
+    def __post_init__(self):
+        if self.policy not in P.POLICIES:
+            raise ValueError(f"policy must be one of {P.POLICIES}, got {self.policy!r}")
+        if self.policy == "dsa" and self.eviction not in EVICTIONS:
+            raise ValueError(f"dsa eviction must be one of {EVICTIONS}, got {self.eviction!r}")
+        if self.policy == "scan" and self.scan_pages_per_s <= 0:
+            raise ValueError(f"scan needs scan_pages_per_s > 0, got {self.scan_pages_per_s}")
+
+    @property
+    def run_id(self) -> str:
+        if self.policy == "scan":
+            return f"scan-r{self.scan_pages_per_s}"
+        if self.policy == "dsa":
+            return f"dsa-{self.eviction}-a{self.area_pages}" + ("-z" if self.admit_zero else "")
+        return self.policy
+
+    @classmethod
+    def parse(cls, run_id: str) -> RunSpec:
+        m = _RUN.match(run_id)
+        if not m:
+            raise ValueError(
+                f"run id {run_id!r}: expected none, zero, oracle, scan-r<pages/s> "
+                "or dsa-<lru|lfu|fifo>-a<pages>[-z]"
+            )
+        simple, rate, ev, area, z = m.groups()
+        if simple:
+            return cls(simple)
+        if rate:
+            return cls("scan", scan_pages_per_s=int(rate))
+        return cls("dsa", eviction=ev, area_pages=int(area), admit_zero=bool(z))
+
+
+def _make_policy(spec: RunSpec, universe: np.ndarray, accesses: int) -> P.Policy:
+    if spec.policy == "none":
+        return P.NoSharing()
+    if spec.policy == "zero":
+        return P.ZeroPages()
+    if spec.policy == "oracle":
+        return P.Oracle(len(universe))
+    if spec.policy == "scan":
+        return P.Scanner(spec.scan_pages_per_s)
+    return P.DesignatedArea(spec.area_pages, spec.eviction, spec.admit_zero, universe, accesses)
+
+
+@dataclass
+class Replay:
+    timeline: pl.DataFrame  # schemas.TIMELINE
+    types: pl.DataFrame  # schemas.TYPES
+
+
+def _merged_reads(domains: Sequence[DomainTrace]):
+    """All reads in replay order: (time, domain index, hash)."""
+    t = np.concatenate([d.read_times for d in domains]) if domains else np.zeros(0)
+    dom = np.concatenate([np.full(len(d.read_times), i, np.int32) for i, d in enumerate(domains)])
+    h = np.concatenate([d.read_hashes for d in domains]).astype(np.uint64)
+    order = np.lexsort((dom, t))  # stable: trace order within a domain kept
+    return t[order], dom[order], h[order]
+
+
+def _feed_reads(policy: P.Policy, ids: np.ndarray, dom: np.ndarray, n_dom: int):
+    """Feed reads to the policy; (reads, reads avoided) per domain."""
+    avoided = policy.reads(ids)
+    return np.bincount(dom, minlength=n_dom), np.bincount(dom[avoided], minlength=n_dom)
+
+
+def replay(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "", progress=None) -> Replay:
+    """Replay ``domains`` (in mix order) under ``spec``; see the module docstring."""
+    n_dom = len(domains)
+    times = np.unique(np.concatenate([d.times for d in domains]))
+    r_time, r_dom, r_hash = _merged_reads(domains)
+    universe, r_ids = np.unique(np.append(r_hash, ZERO_HASH), return_inverse=True)
+    r_ids = r_ids[:-1].astype(np.int64)
+    policy = _make_policy(spec, universe, len(r_ids) + len(times))
+
+    offsets = np.concatenate([[0], np.cumsum([d.frames for d in domains])]).astype(np.int64)
+    n = int(offsets[-1])
+    frame_dom = np.repeat(np.arange(n_dom, dtype=np.int32), [d.frames for d in domains])
+    hashes = np.zeros(n, dtype=np.uint64)
+    types = np.zeros(n, dtype=np.uint8)
+    present = np.zeros(n, dtype=bool)
+    loaded = [-1] * n_dom
+    type_scope = np.zeros(len(PAGE_TYPES) * 2)
+    rows = []
+    read_at = 0
+    prev_t = times[0]
+    for k, t in enumerate(times):
+        end = int(np.searchsorted(r_time, t, side="right"))
+        dom_reads, dom_avoided = _feed_reads(policy, r_ids[read_at:end], r_dom[read_at:end], n_dom)
+        read_at = end
+
+        changed = np.zeros(n, dtype=bool)
+        for i, d in enumerate(domains):
+            snap = int(np.searchsorted(d.times, t, side="right")) - 1
+            if snap < 0 or snap == loaded[i]:
+                continue
+            h, ty = d.load(snap)
+            if len(h) != d.frames:
+                raise ValueError(f"domain {d.id} snapshot {snap}: {len(h)} frames, expected {d.frames}")
+            sl = slice(offsets[i], offsets[i + 1])
+            if loaded[i] >= 0:
+                changed[sl] = hashes[sl] != h
+            hashes[sl], types[sl], present[sl] = h, ty, True
+            loaded[i] = snap
+        frames = P.Frames(float(t), float(t - prev_t), hashes, types, present, changed)
+        shared = policy.step(frames)
+        prev_t = t
+
+        if k == len(times) - 1 and read_at < len(r_ids):
+            tail_reads, tail_avoided = _feed_reads(policy, r_ids[read_at:], r_dom[read_at:], n_dom)
+            dom_reads, dom_avoided = dom_reads + tail_reads, dom_avoided + tail_avoided
+
+        mapped = shared.mapped
+        idx = np.flatnonzero(mapped)
+        _, inv, counts = np.unique(hashes[idx], return_inverse=True, return_counts=True)
+        area_mapped = len(counts)
+        if len(idx):
+            pair = np.unique(inv.astype(np.int64) * n_dom + frame_dom[idx])
+            doms_per_content = np.bincount(pair // n_dom, minlength=len(counts))
+            inter = (doms_per_content[inv] > 1).astype(np.int64)
+            saved = (counts[inv] - 1) / counts[inv]
+            type_scope += np.bincount(types[idx].astype(np.int64) * 2 + inter, weights=saved,
+                                      minlength=len(type_scope))
+        per_dom_present = np.bincount(frame_dom[present], minlength=n_dom)
+        per_dom_mapped = np.bincount(frame_dom[idx], minlength=n_dom)
+        per_dom_cow = np.bincount(frame_dom[shared.cow], minlength=n_dom)
+        for i, d in enumerate(domains):
+            if loaded[i] < 0 and dom_reads[i] == 0:
+                continue
+            rows.append((mix, spec.run_id, spec.policy, float(t), d.id,
+                         int(per_dom_present[i] - per_dom_mapped[i]), int(per_dom_mapped[i]),
+                         int(shared.used), area_mapped, int(shared.reserved),
+                         int(dom_reads[i] - dom_avoided[i]), int(dom_avoided[i]), int(per_dom_cow[i])))
+        if progress:
+            progress(k + 1, len(times))
+    timeline = pl.DataFrame(rows, schema=TIMELINE.schema, orient="row")
+    type_scope /= len(times)
+    types_df = pl.DataFrame(
+        {
+            "mix": mix,
+            "run": spec.run_id,
+            "page_type": [t for t in PAGE_TYPES for _ in (0, 1)],
+            "scope": ["intra", "inter"] * len(PAGE_TYPES),
+            "pages_saved": type_scope,
+        },
+        schema=TYPES.schema,
+    ).filter(pl.col("pages_saved") > 0)
+    return Replay(timeline, types_df)
+
+
+def peak_footprint(timeline: pl.DataFrame) -> int:
+    """Max over times of host pages that domains use: private + shared pages mapped."""
+    per_time = timeline.group_by("time_s").agg(
+        (pl.col("private_pages").sum() + pl.col("area_mapped").first()).alias("fp")
+    )
+    return int(per_time["fp"].max()) if len(per_time) else 0
+
+
+def capacity(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "") -> list[tuple[int, int]]:
+    """(k, peak footprint of the mix's first k domains) for k = 1..len(domains)."""
+    return [(k, peak_footprint(replay(domains[:k], spec, mix).timeline)) for k in range(1, len(domains) + 1)]
