@@ -52,6 +52,9 @@ PAGE_TYPES = (
     "unknown",  # none of the above
 )
 
+#: The dtype of every page_type column.
+PAGE_TYPE = pl.Enum(PAGE_TYPES)
+
 _S = pl.String()
 _F = pl.Float64()
 _I = pl.Int64()
@@ -105,7 +108,7 @@ PAGES = Table(
         Column("time_s", _F, "guest time of the snapshot, seconds since boot"),
         Column("gfn", _I, "guest frame number (guest-physical address / 4096)"),
         Column("hash", _U64, "xxh3-64 of the 4096-byte page content"),
-        Column("page_type", _S, "one of " + ", ".join(PAGE_TYPES)),
+        Column("page_type", PAGE_TYPE, "one of " + ", ".join(PAGE_TYPES)),
     ),
 )
 
@@ -162,7 +165,7 @@ TIMELINE = Table(
 SUMMARY = Table(
     "summary",
     "results/replay/{mix}/{run}/summary.parquet",
-    "One row per run (stage 3). Footprints in 4 KiB pages, over snapshot times.",
+    "One row per run and host size (stage 3). Footprints in 4 KiB pages, over snapshot times.",
     (
         Column("mix", _S, "mix name"),
         Column("run", _S, "run id"),
@@ -187,6 +190,8 @@ SUMMARY = Table(
         Column("io_reduction_ideal", _F, "share of reads whose content some domain read before"),
         Column("cow_breaks", _I, "writes to shared pages over the run"),
         Column("area_hit_ratio", _F, "dsa: area hits / lookups (reads); else 0"),
+        Column("host_mib", _I, "configured host memory, MiB (one row per configured size)"),
+        Column("domains_per_host", _I, "mix domains, in mix order, that fit in host_mib; null if not computed"),
     ),
 )
 

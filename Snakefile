@@ -1,0 +1,26 @@
+# xpipe: domain-level page sharing through a designated sharing area, evaluated
+# from traces of virtual machines. Four stages, one rule file each.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/normalise.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/replay.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.build_database.output.db,
+        rules.tabulate_summary.output,
+        expand("results/figures/{figure}.png", figure=FIGURES),

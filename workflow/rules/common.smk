@@ -1,0 +1,163 @@
+# Helpers and input functions shared by the rules: the experiment as the
+# config describes it (captures, their domains, mixes, runs).
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from xpipe.readers.manifest import load_manifest
+from xpipe.sim.replay import RunSpec
+from xpipe.synthetic import SyntheticSpec, domain_ids
+
+validate(config, "../schemas/config.schema.yaml")
+
+PAGES_PER_MIB = 256
+
+# The package modules each stage runs, as inputs: editing a module reruns
+# exactly the jobs of its stage and those downstream, nothing else.
+CODE = {
+    "synthetic": ["xpipe/synthetic.py"],
+    "normalise": ["xpipe/normalise.py", "xpipe/hashing.py"]
+    + [f"xpipe/readers/{m}.py" for m in ("manifest", "compact", "memdump", "blktrace")],
+    "extract": ["xpipe/extract.py"],
+    "replay": ["xpipe/sim/area.py", "xpipe/sim/policies.py", "xpipe/sim/replay.py", "xpipe/sim/load.py"],
+    "summarise": ["xpipe/sim/metrics.py"],
+    "database": ["xpipe/report/db.py"],
+    "figures": ["xpipe/report/figures.py"],
+    "tables": ["xpipe/report/tables.py"],
+}
+FIGURES = ["savings", "footprint_time", "area_size", "page_types", "domains_per_host"]
+
+
+wildcard_constraints:
+    capture=r"[A-Za-z0-9_.-]+",
+    domain=r"[A-Za-z0-9_.-]+",
+    disk=r"[A-Za-z0-9_.-]+",
+    mix=r"[A-Za-z0-9_.-]+",
+    run=r"[A-Za-z0-9_.-]+",
+
+
+def synthetic_spec(capture):
+    s = dict(config["captures"][capture]["synthetic"])
+    for key in ("workloads", "domains_per_workload", "snapshot_times_s"):
+        if key in s:
+            s[key] = tuple(s[key])
+    return SyntheticSpec(**s)
+
+
+def is_synthetic(capture):
+    return "synthetic" in config["captures"][capture]
+
+
+def manifest_path(capture):
+    if is_synthetic(capture):
+        return f"results/synthetic/{capture}/manifest.yaml"
+    return config["captures"][capture]["manifest"]
+
+
+# Real manifests are read once, when the workflow loads: a bad manifest stops
+# the run before any job starts, so no existing result is touched.
+MANIFESTS = {c: load_manifest(manifest_path(c)) for c in config["captures"] if not is_synthetic(c)}
+
+
+def capture_domains(capture):
+    if is_synthetic(capture):
+        return domain_ids(synthetic_spec(capture))
+    return [d.id for d in MANIFESTS[capture].domains]
+
+
+def domain_disk(capture, domain):
+    """The disk name a domain reads from, or None."""
+    if is_synthetic(capture):
+        return "image"
+    d = MANIFESTS[capture].domain(domain).disk
+    return d.name if d else None
+
+
+def capture_disks(capture):
+    if is_synthetic(capture):
+        return ["image"]
+    return sorted(MANIFESTS[capture].disks)
+
+
+def domain_files(wildcards):
+    """Every file stage 1 reads for a domain, so a changed file reruns it."""
+    files = [manifest_path(wildcards.capture)]
+    if not is_synthetic(wildcards.capture):
+        d = MANIFESTS[wildcards.capture].domain(wildcards.domain)
+        files += [str(s.path) for s in d.snapshots]
+        files += [str(s.kpageflags) for s in d.snapshots if s.kpageflags]
+        files += [str(d.reads)] if d.reads else []
+    return files
+
+
+def disk_files(wildcards):
+    files = [manifest_path(wildcards.capture)]
+    if not is_synthetic(wildcards.capture):
+        d = MANIFESTS[wildcards.capture].disks[wildcards.disk]
+        files.append(str(d.block_hashes or d.image))
+    return files
+
+
+def domain_disk_table(wildcards):
+    disk = domain_disk(wildcards.capture, wildcards.domain)
+    if disk is None:
+        return []
+    return f"results/normalised/{wildcards.capture}/disks/{disk}.parquet"
+
+
+for _mix, _m in config["mixes"].items():
+    if _m["capture"] not in config["captures"]:
+        raise ValueError(f"config: mix {_mix!r} names capture {_m['capture']!r}, not in captures")
+    _unknown = set(_m["domains"]) - set(capture_domains(_m["capture"]))
+    if _unknown:
+        raise ValueError(f"config: mix {_mix!r} names domains {sorted(_unknown)} not in capture {_m['capture']!r}")
+
+
+def run_ids():
+    """Every run of the sweep; none and oracle always (savings are relative to them)."""
+    sw = config.get("sweep", {})
+    policies = sw.get("policies", ["none", "zero", "oracle", "scan", "dsa"])
+    runs = [RunSpec("none"), RunSpec("oracle")]
+    if "zero" in policies:
+        runs.append(RunSpec("zero"))
+    if "scan" in policies:
+        runs += [RunSpec("scan", scan_pages_per_s=r) for r in sw.get("scan_pages_per_s", [200, 10000])]
+    if "dsa" in policies:
+        runs += [
+            RunSpec("dsa", eviction=ev, area_pages=int(round(a * PAGES_PER_MIB)), admit_zero=z)
+            for a in sw.get("area_mib", [1, 4, 16, 64])
+            for ev in sw.get("eviction", ["lru", "lfu", "fifo"])
+            for z in sw.get("admit_zero", [False])
+        ]
+    return [r.run_id for r in runs]
+
+
+def host_mib():
+    return config.get("sweep", {}).get("host_mib", [1024])
+
+
+def mix_capture(wildcards):
+    return config["mixes"][wildcards.mix]["capture"]
+
+
+def mix_pages(wildcards):
+    c = mix_capture(wildcards)
+    return [f"results/pages/{c}/{d}.parquet" for d in config["mixes"][wildcards.mix]["domains"]]
+
+
+def mix_reads(wildcards):
+    c = mix_capture(wildcards)
+    return [f"results/reads/{c}/{d}.parquet" for d in config["mixes"][wildcards.mix]["domains"]]
+
+
+def mix_synthetic(wildcards):
+    return is_synthetic(mix_capture(wildcards)) or MANIFESTS[mix_capture(wildcards)].synthetic
+
+
+def all_outputs(kind):
+    """A results file of every run of every mix (kind: timeline, types, capacity, summary)."""
+    return [f"results/replay/{m}/{r}/{kind}.parquet" for m in config["mixes"] for r in run_ids()]
+
+
+def all_domain_tables():
+    return [f"results/normalised/{c}/domains.parquet" for c in config["captures"]]

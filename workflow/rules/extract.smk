@@ -1,0 +1,27 @@
+# Stage 2: page types and read content hashes (schemas PAGES, READS).
+
+
+rule extract_pages:
+    input:
+        code=CODE["extract"],
+        frames=rules.normalise_domain.output.frames,
+        disk=domain_disk_table,
+    output:
+        pages="results/pages/{capture}/{domain}.parquet",
+    log:
+        "results/logs/extract_pages/{capture}/{domain}.log",
+    script:
+        "../scripts/extract_pages.py"
+
+
+rule extract_reads:
+    input:
+        code=CODE["extract"],
+        requests=rules.normalise_domain.output.requests,
+        disk=domain_disk_table,
+    output:
+        reads="results/reads/{capture}/{domain}.parquet",
+    log:
+        "results/logs/extract_reads/{capture}/{domain}.log",
+    script:
+        "../scripts/extract_reads.py"

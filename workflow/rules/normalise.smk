@@ -1,0 +1,60 @@
+# Stage 1: capture bundles into Parquet (schemas FRAMES, REQUESTS, BLOCKS, DOMAINS).
+
+
+rule make_synthetic:
+    input:
+        code=CODE["synthetic"],
+    output:
+        manifest="results/synthetic/{capture}/manifest.yaml",
+    params:
+        spec=lambda wc: synthetic_spec(wc.capture),
+    log:
+        "results/logs/make_synthetic/{capture}.log",
+    script:
+        "../scripts/make_synthetic.py"
+
+
+rule normalise_disk:
+    input:
+        code=CODE["normalise"],
+        files=disk_files,
+    output:
+        blocks="results/normalised/{capture}/disks/{disk}.parquet",
+    params:
+        manifest=lambda wc: manifest_path(wc.capture),
+    log:
+        "results/logs/normalise_disk/{capture}/{disk}.log",
+    script:
+        "../scripts/normalise_disk.py"
+
+
+rule normalise_domain:
+    input:
+        code=CODE["normalise"],
+        files=domain_files,
+    output:
+        frames="results/normalised/{capture}/frames/{domain}.parquet",
+        requests="results/normalised/{capture}/requests/{domain}.parquet",
+    params:
+        manifest=lambda wc: manifest_path(wc.capture),
+    log:
+        "results/logs/normalise_domain/{capture}/{domain}.log",
+    script:
+        "../scripts/normalise_domain.py"
+
+
+rule tabulate_domains:
+    input:
+        code=CODE["normalise"],
+        manifest=lambda wc: manifest_path(wc.capture),
+        requests=lambda wc: expand(
+            "results/normalised/{capture}/requests/{domain}.parquet",
+            capture=wc.capture,
+            domain=capture_domains(wc.capture),
+        ),
+    output:
+        domains="results/normalised/{capture}/domains.parquet",
+    log:
+        "results/logs/tabulate_domains/{capture}.log",
+    script:
+        "../scripts/tabulate_domains.py"

@@ -1,0 +1,153 @@
+"""Run a capture: boot guests in batches, snapshot them at fixed guest times, write the bundle."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xpipe.capture.bundle import FORMAT, hash_file, relative, u64_bytes, write_compact, write_manifest
+from xpipe.capture.errors import CaptureError
+from xpipe.capture.guest import Guest, GuestConfig
+from xpipe.capture.host import scratch_dir
+from xpipe.capture.images import GuestImage, guest_image
+from xpipe.capture.spec import CaptureSpec, DomainSpec
+from xpipe.hashing import ZERO_HASH
+
+log = logging.getLogger(__name__)
+
+
+def run_capture(spec: CaptureSpec, out: Path, keep_raw: bool = False, compress: bool = True) -> Path:
+    """Capture ``spec`` into bundle folder ``out``; returns the manifest path."""
+    spec.validate()
+    image = guest_image(spec.guest)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="xpipe-capture-", dir=scratch_dir()))
+    try:
+        disk_entry = _write_disk(image, out, compress)
+        domains: list[dict[str, Any]] = []
+        batches = [spec.domains[i : i + spec.batch_size] for i in range(0, len(spec.domains), spec.batch_size)]
+        for b, batch in enumerate(batches, start=1):
+            log.info("batch %d/%d: %s", b, len(batches), ", ".join(d.id for d in batch))
+            domains += _run_batch(spec, image, batch, out, work, keep_raw, compress)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    manifest = {
+        "format": FORMAT,
+        "synthetic": False,
+        "description": spec.description,
+        "page_size": 4096,
+        "disks": {image.disk_name: disk_entry},
+        "domains": domains,
+    }
+    path = write_manifest(out, manifest)
+    log.info("wrote %s (%d domains, %d snapshots each)", path, len(domains), len(spec.times_s))
+    return path
+
+
+def _write_disk(image: GuestImage, out: Path, compress: bool) -> dict[str, Any]:
+    t0 = time.monotonic()
+    hashes = hash_file(image.root_disk)
+    path = write_compact(out / "disks" / f"{image.disk_name}.blk.xxh", u64_bytes(hashes), compress)
+    log.info("disk %s: %d blocks hashed in %.1f s", image.root_disk.name, len(hashes), time.monotonic() - t0)
+    return {"block_hashes": relative(path, out), "size_bytes": image.root_disk.stat().st_size}
+
+
+def _run_batch(
+    spec: CaptureSpec, image: GuestImage, batch: list[DomainSpec], out: Path, work: Path,
+    keep_raw: bool, compress: bool,
+) -> list[dict[str, Any]]:
+    guests = [
+        Guest(GuestConfig(d.id, d.memory_mib, image.kernel, image.initrd, image.append(d.workload),
+                          image.root_disk, len(spec.times_s), work / d.id))
+        for d in batch
+    ]
+    snaps: dict[str, list[dict[str, Any]]] = {d.id: [] for d in batch}
+    try:
+        for g in guests:
+            log.info("%s: booting (%d MiB, %s)", g.name, g.cfg.memory_mib, image.append(_workload(batch, g.name)))
+            g.start()
+        for g in guests:
+            uptime = g.wait_ready(spec.boot_timeout_s)
+            log.info("%s: up after %.1f s (guest uptime %.1f s)", g.name, g.elapsed_s(), uptime)
+        for i, t in enumerate(spec.times_s):
+            wait = max(t - g.elapsed_s() for g in guests)
+            if wait > 0:
+                if wait > 5:
+                    log.info("workloads running; snapshot %d/%d at %.0f s in %.0f s", i + 1, len(spec.times_s), t, wait)
+                time.sleep(wait)
+            elif wait < -1:
+                log.warning("snapshot %d taken %.1f s late (guests too slow)", i, -wait)
+            for g, entry in zip(guests, _snapshot_all(guests, i, t, out, work, keep_raw, compress, len(spec.times_s))):
+                snaps[g.name].append(entry)
+    finally:
+        for g in guests:
+            g.stop()
+    entries = []
+    for d, g in zip(batch, guests):
+        reads = g.root_reads()
+        reads_path = write_compact(out / d.id / "reads.log", "".join(l + "\n" for l in reads).encode(), compress)
+        console = write_compact(out / d.id / "console.log", g.console.read_bytes(), compress)
+        log.info("%s: %d root-disk reads logged", d.id, len(reads))
+        entries.append({
+            "id": d.id,
+            "workload": d.workload,
+            "memory_mib": d.memory_mib,
+            "disk": image.disk_name,
+            "reads": relative(reads_path, out),
+            "reads_start_epoch_s": round(g.start_epoch_s, 6),
+            "console": relative(console, out),
+            "snapshots": snaps[d.id],
+        })
+    return entries
+
+
+def _workload(batch: list[DomainSpec], name: str) -> str:
+    return next(d.workload for d in batch if d.id == name)
+
+
+def _snapshot_all(
+    guests: list[Guest], i: int, t: float, out: Path, work: Path, keep_raw: bool, compress: bool, n: int,
+) -> list[dict[str, Any]]:
+    """Snapshot ``i`` of every guest of a batch, as close together as possible: all kpageflags
+    copies at once, then one pmemsave per guest (each paused only for its own dump), then hashing."""
+    t0 = time.monotonic()
+    taken = []
+    for g in guests:
+        taken.append(g.elapsed_s())
+        g.request_kpageflags(i)
+    answers = [g.wait_kpageflags(i) for g in guests]
+    raws = []
+    for g in guests:
+        raw = work / f"{g.name}-s{i}.raw"
+        g.pmemsave(raw)
+        raws.append(raw)
+    entries = []
+    for g, taken_at, (uptime, nbytes), raw in zip(guests, taken, answers, raws):
+        hashes = hash_file(raw, frames=g.cfg.frames)
+        flags = g.kpageflags(i, nbytes)
+        pages = write_compact(out / g.name / f"s{i}.xxh", u64_bytes(hashes), compress)
+        kpf = write_compact(out / g.name / f"s{i}.kpf", u64_bytes(flags), compress)
+        if keep_raw:
+            shutil.move(raw, out / g.name / f"s{i}.raw")
+        else:
+            raw.unlink()
+        zero = int(np.count_nonzero(hashes == ZERO_HASH))
+        log.info(
+            "%s: snapshot %d/%d at %.1f s (guest uptime %.1f s): %d frames, %d zero, %d distinct non-zero",
+            g.name, i + 1, n, taken_at, uptime, len(hashes), zero, len(np.unique(hashes[hashes != ZERO_HASH])),
+        )
+        entries.append({
+            "time_s": float(t),
+            "taken_at_s": round(taken_at, 3),
+            "guest_uptime_s": uptime,
+            "pages": relative(pages, out),
+            "kpageflags": relative(kpf, out),
+        })
+    log.debug("snapshot %d of %d guests took %.1f s", i, len(guests), time.monotonic() - t0)
+    return entries

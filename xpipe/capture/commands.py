@@ -1,0 +1,152 @@
+"""Command-line entry points: `capture` and `validate-ksm` (added to the xpipe CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
+
+from xpipe.capture.errors import CaptureError
+from xpipe.capture.spec import PRESETS, DomainSpec, preset
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so every `finally` (QEMU, KSM settings) runs."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _setup_logging(verbose: bool) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose else logging.INFO,
+            format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
+        )
+
+
+def _run(fn, args: argparse.Namespace) -> int:
+    _setup_logging(getattr(args, "verbose", False))
+    try:
+        with _interruptible():
+            return fn(args)
+    except CaptureError as e:
+        log.error("error: %s", e)
+        return 2
+    except ValueError as e:
+        log.error("error: %s", e)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted; guests stopped and settings restored")
+        return 130
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seconds, got {text!r}") from None
+
+
+def _domain(text: str) -> tuple[str, str]:
+    ident, sep, workload = text.partition(":")
+    if not sep or not ident or not workload:
+        raise argparse.ArgumentTypeError(f"expected ID:WORKLOAD, got {text!r}")
+    return ident, workload
+
+
+def add_capture_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "capture",
+        help="boot QEMU/TCG guests and record a capture bundle (memory hashes, kpageflags, disk reads)",
+        description="Boot guests under QEMU/TCG, snapshot their memory at fixed guest times and write "
+        "a capture bundle (docs/capture-bundle.md). Needs scripts/install-capture-deps.sh.",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
+    p.add_argument("--preset", choices=PRESETS, default="default",
+                   help="default: the shipped Debian data; busybox: small fast guests (default: %(default)s)")
+    p.add_argument("--times", type=_floats, help="snapshot times in guest seconds, e.g. 10,20,30")
+    p.add_argument("--domain", type=_domain, action="append", metavar="ID:WORKLOAD",
+                   help="capture these domains instead of the preset's (repeatable)")
+    p.add_argument("--memory-mib", type=int, help="guest memory of every domain")
+    p.add_argument("--batch-size", type=int, help="guests booted at once")
+    p.add_argument("--boot-timeout", type=float, help="seconds a guest may take to boot")
+    p.add_argument("--keep-raw", action="store_true", help="keep the raw pmemsave dumps (large)")
+    p.add_argument("--no-gzip", action="store_true", help="write compact files uncompressed")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=lambda a: _run(_capture, a))
+    return p
+
+
+def _capture(args: argparse.Namespace) -> int:
+    from xpipe.capture.capture import run_capture
+
+    spec = preset(args.preset)
+    mem = args.memory_mib or (spec.domains[0].memory_mib if spec.domains else 256)
+    if args.domain:
+        spec.domains = [DomainSpec(i, w, mem) for i, w in args.domain]
+    elif args.memory_mib:
+        spec.domains = [replace(d, memory_mib=mem) for d in spec.domains]
+    if args.times:
+        spec.times_s = args.times
+    if args.batch_size:
+        spec.batch_size = args.batch_size
+    if args.boot_timeout:
+        spec.boot_timeout_s = args.boot_timeout
+    path = run_capture(spec, args.output, keep_raw=args.keep_raw, compress=not args.no_gzip)
+    print(path)
+    return 0
+
+
+def add_validate_ksm_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "validate-ksm",
+        help="compare xpipe's sharing prediction with the host kernel's KSM on real guests",
+        description="Boot busybox guests, let the host's KSM merge their memory (THP off), and compare "
+        "KSM's pages_sharing with xpipe's prediction from their memory snapshots. Needs root; "
+        "all KSM/THP settings are restored afterwards.",
+    )
+    p.add_argument("--guests", type=int, default=3, help="guests to boot (at least 3; default %(default)s)")
+    p.add_argument("--memory-mib", type=int, default=256, help="memory per guest (default %(default)s)")
+    p.add_argument("--tolerance", type=float, default=0.10,
+                   help="largest accepted |1 - KSM/predicted| (default %(default)s)")
+    p.add_argument("--settle-timeout", type=float, default=240.0,
+                   help="seconds to wait for pages_sharing to settle (default %(default)s)")
+    p.add_argument("--boot-timeout", type=float, default=120.0)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=lambda a: _run(_validate_ksm, a))
+    return p
+
+
+def _validate_ksm(args: argparse.Namespace) -> int:
+    from xpipe.capture.ksm import validate_ksm
+
+    if args.guests < 3:
+        raise CaptureError("--guests must be at least 3")
+    result = validate_ksm(args.guests, args.memory_mib, args.settle_timeout, args.boot_timeout)
+    print(f"KSM pages_sharing:            {result.ksm_pages_sharing}")
+    print(f"xpipe predicted pages saved:  {result.predicted}")
+    print(f"ratio KSM/predicted:          {result.ratio:.4f}")
+    print(f"(host-backed guest pages {result.present}, distinct contents {result.distinct}, "
+          f"pages_shared {result.ksm_pages_shared})")
+    if abs(1 - result.ratio) > args.tolerance:
+        print(f"FAIL: ratio outside 1 +/- {args.tolerance}")
+        return 1
+    print(f"OK: within 1 +/- {args.tolerance}")
+    return 0

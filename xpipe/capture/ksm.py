@@ -1,0 +1,197 @@
+"""Check xpipe's sharing arithmetic against the host kernel's KSM on real guests.
+
+xpipe predicts the pages a content-based merger saves as "host-backed guest pages
+minus distinct contents among them" (each content kept once). Linux KSM reports the
+same quantity as pages_sharing. Guests run with THP off (huge pages are not merged
+until split) and KSM scanning fast; once pages_sharing settles, the guests are paused
+and both numbers are taken at that moment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from xpipe.capture.bundle import hash_file
+from xpipe.capture.errors import CaptureError
+from xpipe.capture.guest import Guest, GuestConfig
+from xpipe.capture.host import scratch_dir
+from xpipe.capture.images import guest_image
+
+log = logging.getLogger(__name__)
+
+KSM = Path("/sys/kernel/mm/ksm")
+THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+#: Scanning fast enough to settle within a minute on a few hundred MiB of guests.
+KSM_SETTINGS = {"pages_to_scan": "20000", "sleep_millisecs": "10"}
+PAGEMAP_PRESENT = 1 << 63
+PAGEMAP_SWAPPED = 1 << 62
+
+
+@dataclass(frozen=True)
+class KsmResult:
+    ksm_pages_sharing: int
+    ksm_pages_shared: int
+    present: int
+    distinct: int
+
+    @property
+    def predicted(self) -> int:
+        return self.present - self.distinct
+
+    @property
+    def ratio(self) -> float:
+        return self.ksm_pages_sharing / self.predicted if self.predicted else float("nan")
+
+
+def _read(name: str) -> str:
+    return (KSM / name).read_text().strip()
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as e:
+        raise CaptureError(f"cannot write {value!r} to {path}: {e}") from e
+
+
+def _thp_mode() -> str:
+    m = re.search(r"\[(\w+)\]", THP.read_text())
+    if not m:
+        raise CaptureError(f"{THP}: unexpected content {THP.read_text()!r}")
+    return m.group(1)
+
+
+@contextmanager
+def host_settings() -> Iterator[None]:
+    """THP off and KSM scanning settings for the duration; everything restored afterwards,
+    KSM unmerged (run=2) before its old `run` value is put back."""
+    if os.geteuid() != 0:
+        raise CaptureError("validate-ksm needs root (it changes /sys/kernel/mm settings)")
+    if not (KSM / "run").exists():
+        raise CaptureError(f"{KSM} not found: this host kernel has no KSM")
+    saved = {name: _read(name) for name in ("run", *KSM_SETTINGS)}
+    saved_thp = _thp_mode() if THP.exists() else None
+    log.info("host settings saved: ksm %s, THP %s", saved, saved_thp)
+    try:
+        if saved_thp is not None:
+            _write(THP, "never")
+        for name, value in KSM_SETTINGS.items():
+            _write(KSM / name, value)
+        yield
+    finally:
+        # Unmerge first so no merged page outlives the check, then put every value back.
+        for action in (
+            lambda: _write(KSM / "run", "2"),
+            *(lambda n=n: _write(KSM / n, saved[n]) for n in KSM_SETTINGS),
+            lambda: _write(KSM / "run", saved["run"]),
+            lambda: saved_thp is not None and _write(THP, saved_thp),
+        ):
+            try:
+                action()
+            except CaptureError as e:
+                log.error("restoring host settings: %s", e)
+        log.info("host settings restored: ksm run=%s, THP %s", _read("run"), _thp_mode() if THP.exists() else "-")
+
+
+def guest_ram_mapping(pid: int, size: int) -> int:
+    """Start address of QEMU's guest-RAM mapping: the read-write private mapping of ``size`` bytes."""
+    found = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split()
+        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+        if hi - lo == size and fields[1].startswith("rw") and len(fields) < 6:
+            found.append(lo)
+    if len(found) != 1:
+        raise CaptureError(f"QEMU pid {pid}: expected one anonymous rw mapping of {size} bytes, found {len(found)}")
+    return found[0]
+
+
+def present_frames(pid: int, size: int) -> np.ndarray:
+    """Boolean per guest frame: does the host back it with a page (pagemap present or swapped)?"""
+    start = guest_ram_mapping(pid, size)
+    n = size // 4096
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        f.seek(start // 4096 * 8)
+        entries = np.frombuffer(f.read(n * 8), dtype="<u8")
+    if len(entries) != n:
+        raise CaptureError(f"QEMU pid {pid}: short pagemap read ({len(entries)} of {n} entries)")
+    return (entries & np.uint64(PAGEMAP_PRESENT | PAGEMAP_SWAPPED)) != 0
+
+
+def _wait_settled(timeout_s: float, window_s: float = 8.0, tol: float = 0.002) -> int:
+    """Poll pages_sharing until it moved less than ``tol`` over ``window_s`` and KSM did 3+ full scans."""
+    scans0 = int(_read("full_scans"))
+    t0 = time.monotonic()
+    history: list[tuple[float, int]] = []
+    last_report = 0.0
+    while True:
+        now = time.monotonic()
+        sharing = int(_read("pages_sharing"))
+        history.append((now, sharing))
+        scans = int(_read("full_scans")) - scans0
+        old = [s for t, s in history if now - t >= window_s]
+        if old and scans >= 3 and abs(sharing - old[-1]) <= tol * max(sharing, 1):
+            log.info("KSM settled after %.0f s: pages_sharing %d (%d full scans)", now - t0, sharing, scans)
+            return sharing
+        if now - last_report >= 5:
+            log.info("KSM merging: pages_sharing %d, pages_shared %s, full scans %d",
+                     sharing, _read("pages_shared"), scans)
+            last_report = now
+        if now - t0 > timeout_s:
+            raise CaptureError(f"KSM pages_sharing did not settle within {timeout_s:.0f} s (last {sharing})")
+        time.sleep(1.0)
+
+
+def validate_ksm(n_guests: int, memory_mib: int, settle_timeout_s: float, boot_timeout_s: float) -> KsmResult:
+    """Boot ``n_guests`` busybox guests, let KSM merge them, and compare with xpipe's prediction."""
+    image = guest_image("busybox")
+    work = Path(tempfile.mkdtemp(prefix="xpipe-ksm-", dir=scratch_dir()))
+    size = memory_mib << 20
+    guests = [
+        Guest(GuestConfig(f"ksm-{i + 1}", memory_mib, image.kernel, image.initrd, image.append("dup"),
+                          image.root_disk, 1, work / f"ksm-{i + 1}"))
+        for i in range(n_guests)
+    ]
+    try:
+        with host_settings():
+            try:
+                for g in guests:  # THP is off before any guest RAM is touched
+                    log.info("%s: booting (%d MiB)", g.name, memory_mib)
+                    g.start()
+                for g in guests:
+                    g.wait_ready(boot_timeout_s)
+                    log.info("%s: up after %.1f s", g.name, g.elapsed_s())
+                _write(KSM / "run", "1")
+                _wait_settled(settle_timeout_s)
+                for g in guests:
+                    g.pause()
+                # Pagemap before pmemsave: reading a never-touched page would make the host back it.
+                present = [present_frames(g.pid, size) for g in guests]
+                sharing, shared = int(_read("pages_sharing")), int(_read("pages_shared"))
+                hashes = []
+                for g in guests:
+                    raw = work / f"{g.name}.raw"
+                    g.qmp.command("pmemsave", val=0, size=size, filename=str(raw))  # type: ignore[union-attr]
+                    hashes.append(hash_file(raw, frames=g.cfg.frames))
+                    raw.unlink()
+            finally:
+                for g in guests:
+                    g.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    backed = np.concatenate([h[p] for h, p in zip(hashes, present)])
+    result = KsmResult(sharing, shared, int(len(backed)), int(len(np.unique(backed))))
+    log.info("host-backed guest pages %d, distinct contents %d, predicted saved %d, KSM pages_sharing %d",
+             result.present, result.distinct, result.predicted, sharing)
+    return result

@@ -1,0 +1,93 @@
+"""What to capture: guests, workloads, snapshot times; and the named presets."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from xpipe.capture.errors import CaptureError
+from xpipe.capture.workloads import BUSYBOX_WORKLOADS, DEBIAN_WORKLOADS
+
+GUEST_KINDS = ("debian", "busybox")
+_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    id: str
+    workload: str
+    memory_mib: int
+
+
+@dataclass
+class CaptureSpec:
+    guest: str
+    domains: list[DomainSpec]
+    times_s: list[float]
+    batch_size: int = 2
+    boot_timeout_s: float = 180.0
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.guest not in GUEST_KINDS:
+            raise CaptureError(f"unknown guest kind {self.guest!r}; expected one of {', '.join(GUEST_KINDS)}")
+        workloads = DEBIAN_WORKLOADS if self.guest == "debian" else BUSYBOX_WORKLOADS
+        if not self.domains:
+            raise CaptureError("no domains to capture")
+        seen = set()
+        for d in self.domains:
+            if not _ID.match(d.id):
+                raise CaptureError(f"domain id {d.id!r} must match [A-Za-z0-9_.-]+")
+            if d.id in seen:
+                raise CaptureError(f"domain id {d.id!r} appears twice")
+            seen.add(d.id)
+            if d.workload not in workloads:
+                raise CaptureError(
+                    f"domain {d.id}: unknown {self.guest} workload {d.workload!r}; "
+                    f"expected one of {', '.join(sorted(workloads))}"
+                )
+            if d.memory_mib < 64:
+                raise CaptureError(f"domain {d.id}: {d.memory_mib} MiB is too little memory (at least 64)")
+        if not self.times_s or any(t <= 0 for t in self.times_s) or sorted(set(self.times_s)) != list(self.times_s):
+            raise CaptureError(f"snapshot times must be positive and strictly increasing, got {self.times_s}")
+        if self.batch_size < 1:
+            raise CaptureError("batch size must be at least 1")
+
+
+def _domains(pairs: list[tuple[str, str]], memory_mib: int) -> list[DomainSpec]:
+    return [DomainSpec(i, w, memory_mib) for i, w in pairs]
+
+
+def preset(name: str) -> CaptureSpec:
+    """A named capture. ``default`` makes data/default; ``busybox`` is the fast one tests use."""
+    if name == "default":
+        return CaptureSpec(
+            guest="debian",
+            domains=_domains(
+                [("sqlite-1", "sqlite"), ("sqlite-2", "sqlite"), ("web-1", "web"), ("web-2", "web"),
+                 ("xz-1", "xz"), ("compile-1", "compile"), ("idle-1", "idle")],
+                256,
+            ),
+            times_s=[40.0, 70.0, 100.0, 130.0],
+            batch_size=2,
+            boot_timeout_s=240.0,
+            description=(
+                "7 Debian bookworm guests (debootstrap minbase) under QEMU/TCG, 256 MiB each: "
+                "Python+SQLite x2, web server + client x2, xz/gzip, gcc, idle; "
+                "booted two at a time, snapshots at the same guest times"
+            ),
+        )
+    if name == "busybox":
+        return CaptureSpec(
+            guest="busybox",
+            domains=_domains([("dup-1", "dup"), ("dup-2", "dup")], 128),
+            times_s=[8.0, 12.0],
+            batch_size=2,
+            boot_timeout_s=90.0,
+            description="2 busybox initramfs guests under QEMU/TCG, 128 MiB each, reading a shared ext4 disk",
+        )
+    raise CaptureError(f"unknown preset {name!r}; expected one of: default, busybox")
+
+
+PRESETS = ("default", "busybox")

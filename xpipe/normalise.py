@@ -1,0 +1,103 @@
+"""Stage 1: a capture bundle's files into Parquet (schemas FRAMES, REQUESTS, BLOCKS, DOMAINS)."""
+
+from __future__ import annotations
+
+import logging
+import mmap
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from xpipe.errors import InputError
+from xpipe.hashing import PAGE_SIZE, hash_pages
+from xpipe.readers.blktrace import read_blk_trace
+from xpipe.readers.compact import read_u64
+from xpipe.readers.manifest import Disk, Domain, Manifest
+from xpipe.readers.memdump import read_elf_core, read_pmemsave
+from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, REQUESTS
+
+log = logging.getLogger(__name__)
+
+
+def snapshot_hashes(kind: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(gfn, hash) of one snapshot file of any supported kind."""
+    if kind == "pages":
+        h = read_u64(path)
+        return np.arange(len(h), dtype=np.int64), h
+    if kind == "pmemsave":
+        return read_pmemsave(path)
+    if kind == "elf":
+        return read_elf_core(path)
+    raise ValueError(f"unknown snapshot kind {kind!r}")
+
+
+def disk_block_hashes(disk: Disk) -> np.ndarray:
+    """One hash per 4 KiB block of the disk, from its block-hash file or its image."""
+    if disk.block_hashes is not None:
+        return read_u64(disk.block_hashes)
+    size = disk.image.stat().st_size
+    if size % PAGE_SIZE:
+        raise InputError(disk.image, f"offset {size - size % PAGE_SIZE}",
+                         f"expected a disk image of whole {PAGE_SIZE}-byte blocks")
+    with disk.image.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        return hash_pages(m)
+
+
+def normalise_disk(disk: Disk) -> pl.DataFrame:
+    h = disk_block_hashes(disk)
+    return pl.DataFrame({"block": np.arange(len(h), dtype=np.int64), "hash": h}, schema=BLOCKS.schema)
+
+
+def normalise_frames(domain: Domain) -> pl.DataFrame:
+    """Every snapshot of the domain, frame by frame, with kpageflags where captured."""
+    expected = domain.memory_mib * (1 << 20) // PAGE_SIZE
+    parts = []
+    first_gfn = None
+    for k, snap in enumerate(domain.snapshots):
+        gfn, h = snapshot_hashes(snap.kind, snap.path)
+        if len(h) != expected:
+            raise InputError(snap.path, None,
+                             f"expected {expected} page frames ({domain.memory_mib} MiB), found {len(h)}")
+        if first_gfn is None:
+            first_gfn = gfn
+        elif not np.array_equal(gfn, first_gfn):
+            raise InputError(snap.path, None, "expected the same guest frames as the domain's first snapshot")
+        flags = None
+        if snap.kpageflags is not None:
+            kpf = read_u64(snap.kpageflags)
+            # /proc/kpageflags covers frames up to the guest's max_pfn, which may
+            # stop short of the last frames or run past them: frames beyond have no flags.
+            inside = gfn < len(kpf)
+            flags = pl.Series("kpageflags", np.where(inside, kpf[np.minimum(gfn, len(kpf) - 1)], 0),
+                              dtype=pl.UInt64)
+            flags = flags.set(pl.Series(~inside), None) if not inside.all() else flags
+        parts.append(pl.DataFrame({
+            "domain": domain.id,
+            "snapshot": k,
+            "time_s": snap.time_s,
+            "gfn": gfn,
+            "hash": h,
+            "kpageflags": flags if flags is not None else pl.Series("kpageflags", [None] * len(h), pl.UInt64),
+        }))
+        log.info("domain %s: snapshot %d/%d normalised", domain.id, k + 1, len(domain.snapshots))
+    return FRAMES.conform(pl.concat(parts))
+
+
+def normalise_requests(domain: Domain, disk_bytes: int | None) -> pl.DataFrame:
+    if domain.reads is None:
+        return pl.DataFrame(schema=REQUESTS.schema)
+    t, off, n = read_blk_trace(domain.reads, domain.reads_start_epoch_s, disk_bytes)
+    if np.isnan(t).any():
+        raise InputError(domain.reads, None,
+                         "expected timestamped reads and 'reads_start_epoch_s' in the manifest's domain entry")
+    return pl.DataFrame({"domain": domain.id, "seq": np.arange(len(t), dtype=np.int64),
+                         "time_s": t, "offset": off, "bytes": n}, schema=REQUESTS.schema)
+
+
+def domains_table(capture: str, manifest: Manifest, reads_per_domain: dict[str, int]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [(capture, d.id, d.workload, d.memory_mib, d.memory_mib * 256, len(d.snapshots),
+          reads_per_domain.get(d.id, 0), manifest.synthetic) for d in manifest.domains],
+        schema=DOMAINS.schema, orient="row",
+    )

@@ -1,0 +1,48 @@
+"""The results database: one DuckDB file over every stage's Parquet.
+
+Run results (summary, timeline, types, capacity, domains) are copied in, so
+the file answers on its own; the large per-page tables (frames, pages, reads)
+are views over their Parquet files, with paths relative to the project
+folder (where `xpipe query` runs them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+#: Views over the per-page Parquet files, relative to the project folder.
+VIEWS = {
+    "frames": "results/normalised/*/frames/*.parquet",
+    "requests": "results/normalised/*/requests/*.parquet",
+    "pages": "results/pages/*/*.parquet",
+    "reads": "results/reads/*/*.parquet",
+}
+
+
+def build_database(out: str | Path, tables: dict[str, list[str]]) -> None:
+    """Write ``out`` with one table per key of ``tables`` (a list of Parquet files each)."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        for name, files in tables.items():
+            con.sql(f"CREATE TABLE {name} AS SELECT * FROM read_parquet($files, union_by_name = true)",
+                    params={"files": [str(f) for f in files]})
+        for name, glob in VIEWS.items():
+            con.sql(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
+    finally:
+        con.close()
+    tmp.replace(out)
+
+
+def query(db: str | Path, sql: str):
+    """Run ``sql`` read-only against the database; returns a polars DataFrame."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.sql(sql).pl()
+    finally:
+        con.close()

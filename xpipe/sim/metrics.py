@@ -1,0 +1,82 @@
+"""Metrics over replay output: plain functions from timelines to numbers."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from xpipe.schemas import CAPACITY, SUMMARY
+from xpipe.sim.replay import RunSpec
+
+PAGES_PER_MIB = 256
+
+
+def per_time(timeline: pl.DataFrame) -> pl.DataFrame:
+    """Host totals per time: footprint (mapped), with the whole area, and without sharing."""
+    return (
+        timeline.group_by("time_s")
+        .agg(
+            private=pl.col("private_pages").sum(),
+            mapped=pl.col("shared_mapped").sum(),
+            area_mapped=pl.col("area_mapped").first(),
+            area_held=pl.max_horizontal(pl.col("area_reserved").first(), pl.col("area_used").first()),
+        )
+        .with_columns(
+            footprint=pl.col("private") + pl.col("area_mapped"),
+            footprint_reserved=pl.col("private") + pl.col("area_held"),
+            footprint_none=pl.col("private") + pl.col("mapped"),
+        )
+        .sort("time_s")
+    )
+
+
+def domains_per_host(capacity: pl.DataFrame, host_pages: int) -> int:
+    """How many of the mix's domains, added in mix order, fit before the first that does not."""
+    fits = 0
+    for row in capacity.sort("domains").iter_rows(named=True):
+        if row["peak_footprint"] > host_pages:
+            break
+        fits = row["domains"]
+    return fits
+
+
+def capacity_table(mix: str, run: str, prefixes: list[tuple[int, int]], host_mib: list[int]) -> pl.DataFrame:
+    rows = [(mix, run, k, fp, h * PAGES_PER_MIB, fp <= h * PAGES_PER_MIB)
+            for h in host_mib for k, fp in prefixes]
+    return pl.DataFrame(rows, schema=CAPACITY.schema, orient="row")
+
+
+def summarise(timeline: pl.DataFrame, oracle_timeline: pl.DataFrame, capacity: pl.DataFrame | None,
+              spec: RunSpec, mix: str, synthetic: bool, host_mib: list[int]) -> pl.DataFrame:
+    """One row per configured host size: the run's footprints, savings, I/O and COW figures."""
+    t = per_time(timeline)
+    o = per_time(oracle_timeline)
+    none_mean = float(t["footprint_none"].mean())
+    mean_fp = float(t["footprint"].mean())
+    savings = 1 - mean_fp / none_mean if none_mean else 0.0
+    oracle_savings = 1 - float(o["footprint"].mean()) / none_mean if none_mean else 0.0
+    issued, avoided = int(timeline["reads_issued"].sum()), int(timeline["reads_avoided"].sum())
+    reads = issued + avoided
+    ideal = int(oracle_timeline["reads_avoided"].sum())
+    rows = []
+    for h in host_mib:
+        dph = domains_per_host(capacity.filter(pl.col("host_pages") == h * PAGES_PER_MIB), h * PAGES_PER_MIB) \
+            if capacity is not None else None
+        rows.append({
+            "mix": mix, "run": spec.run_id, "policy": spec.policy, "eviction": spec.eviction,
+            "area_pages": spec.area_pages, "admit_zero": spec.admit_zero,
+            "scan_pages_per_s": spec.scan_pages_per_s, "domains": timeline["domain"].n_unique(),
+            "synthetic": synthetic,
+            "peak_footprint": int(t["footprint"].max()), "mean_footprint": mean_fp,
+            "peak_footprint_reserved": int(t["footprint_reserved"].max()),
+            "mean_footprint_none": none_mean, "savings": savings,
+            "savings_reserved": 1 - float(t["footprint_reserved"].mean()) / none_mean if none_mean else 0.0,
+            "oracle_savings": oracle_savings,
+            "share_of_oracle": savings / oracle_savings if oracle_savings > 0 else 1.0,
+            "reads": reads, "reads_avoided": avoided,
+            "io_reduction": avoided / reads if reads else 0.0,
+            "io_reduction_ideal": ideal / reads if reads else 0.0,
+            "cow_breaks": int(timeline["cow_breaks"].sum()),
+            "area_hit_ratio": avoided / reads if (reads and spec.policy == "dsa") else 0.0,
+            "host_mib": h, "domains_per_host": dph,
+        })
+    return pl.DataFrame(rows, schema=SUMMARY.schema)
