@@ -79,6 +79,21 @@ def capture_disks(capture):
     return sorted(MANIFESTS[capture].disks)
 
 
+def synthetic_params(wildcards):
+    return synthetic_spec(wildcards.capture)
+
+
+def capture_manifest(wildcards):
+    return manifest_path(wildcards.capture)
+
+
+def capture_requests(wildcards):
+    return [
+        f"results/normalised/{wildcards.capture}/requests/{d}.parquet"
+        for d in capture_domains(wildcards.capture)
+    ]
+
+
 def domain_files(wildcards):
     """Every file stage 1 reads for a domain, so a changed file reruns it."""
     files = [manifest_path(wildcards.capture)]

@@ -8,6 +8,8 @@ rule extract_pages:
         disk=domain_disk_table,
     output:
         pages="results/pages/{capture}/{domain}.parquet",
+    conda:
+        "../envs/xpipe.yaml"
     log:
         "results/logs/extract_pages/{capture}/{domain}.log",
     script:
@@ -21,6 +23,8 @@ rule extract_reads:
         disk=domain_disk_table,
     output:
         reads="results/reads/{capture}/{domain}.parquet",
+    conda:
+        "../envs/xpipe.yaml"
     log:
         "results/logs/extract_reads/{capture}/{domain}.log",
     script:

@@ -7,7 +7,9 @@ rule make_synthetic:
     output:
         manifest="results/synthetic/{capture}/manifest.yaml",
     params:
-        spec=lambda wc: synthetic_spec(wc.capture),
+        spec=synthetic_params,
+    conda:
+        "../envs/xpipe.yaml"
     log:
         "results/logs/make_synthetic/{capture}.log",
     script:
@@ -21,7 +23,9 @@ rule normalise_disk:
     output:
         blocks="results/normalised/{capture}/disks/{disk}.parquet",
     params:
-        manifest=lambda wc: manifest_path(wc.capture),
+        manifest=capture_manifest,
+    conda:
+        "../envs/xpipe.yaml"
     log:
         "results/logs/normalise_disk/{capture}/{disk}.log",
     script:
@@ -36,7 +40,9 @@ rule normalise_domain:
         frames="results/normalised/{capture}/frames/{domain}.parquet",
         requests="results/normalised/{capture}/requests/{domain}.parquet",
     params:
-        manifest=lambda wc: manifest_path(wc.capture),
+        manifest=capture_manifest,
+    conda:
+        "../envs/xpipe.yaml"
     log:
         "results/logs/normalise_domain/{capture}/{domain}.log",
     script:
@@ -46,14 +52,12 @@ rule normalise_domain:
 rule tabulate_domains:
     input:
         code=CODE["normalise"],
-        manifest=lambda wc: manifest_path(wc.capture),
-        requests=lambda wc: expand(
-            "results/normalised/{capture}/requests/{domain}.parquet",
-            capture=wc.capture,
-            domain=capture_domains(wc.capture),
-        ),
+        manifest=capture_manifest,
+        requests=capture_requests,
     output:
         domains="results/normalised/{capture}/domains.parquet",
+    conda:
+        "../envs/xpipe.yaml"
     log:
         "results/logs/tabulate_domains/{capture}.log",
     script:

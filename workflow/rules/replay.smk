@@ -18,6 +18,8 @@ rule replay_mix:
         capacity=config.get("capacity", True),
         host_mib=host_mib(),
         synthetic=mix_synthetic,
+    conda:
+        "../envs/xpipe.yaml"
     log:
         "results/logs/replay_mix/{mix}.log",
     script:

@@ -11,6 +11,8 @@ rule build_database:
         domains=all_domain_tables(),
     output:
         db="results/xpipe.duckdb",
+    conda:
+        "../envs/xpipe.yaml"
     log:
         "results/logs/build_database.log",
     script:
@@ -30,6 +32,8 @@ rule draw_figure:
             labels={"figure": "{figure}"},
         ),
         svg="results/figures/{figure}.svg",
+    conda:
+        "../envs/xpipe.yaml"
     log:
         "results/logs/draw_figure/{figure}.log",
     script:
@@ -44,6 +48,8 @@ rule tabulate_summary:
     output:
         csv=report("results/tables/summary.csv", caption="../report/summary_table.rst", category="Tables"),
         md="results/tables/summary.md",
+    conda:
+        "../envs/xpipe.yaml"
     log:
         "results/logs/tabulate_summary.log",
     script:

@@ -1,0 +1,62 @@
+"""Stage 2: page types from kpageflags and disk content; read hashes per 4 KiB block."""
+
+import polars as pl
+
+from xpipe.extract import KPF, page_types, read_hashes
+from xpipe.hashing import ZERO_HASH
+from xpipe.schemas import FRAMES, REQUESTS
+
+
+def bit(*names):
+    v = 0
+    for n in names:
+        v |= 1 << KPF[n]
+    return v
+
+
+def test_page_types_by_flags_and_disk_content():
+    disk = pl.DataFrame({"block": [0, 1], "hash": [101, 102]}, schema={"block": pl.Int64, "hash": pl.UInt64})
+    rows = [  # (hash, kpageflags, expected type)
+        (ZERO_HASH, bit("BUDDY"), "free"),
+        (ZERO_HASH, bit("ANON"), "zero"),
+        (7, bit("RESERVED"), "kernel"),
+        (101, bit("MMAP") | (1 << 5), "file_code"),
+        (102, 1 << 5, "file_data"),
+        (101, None, "file"),
+        (101, bit("ANON"), "anonymous"),  # a private copy of file content is not page cache
+        (8, bit("SLAB"), "slab"),
+        (9, bit("PGTABLE"), "pagetable"),
+        (10, bit("ANON"), "anonymous"),
+        (11, 0, "unknown"),
+        (12, None, "unknown"),
+    ]
+    frames = FRAMES.conform(pl.DataFrame({
+        "domain": "a", "snapshot": 0, "time_s": 1.0, "gfn": list(range(len(rows))),
+        "hash": [int(r[0]) for r in rows], "kpageflags": [r[1] for r in rows],
+    }, schema_overrides={"hash": pl.UInt64, "kpageflags": pl.UInt64}))
+    got = page_types(frames.lazy(), disk.lazy()).collect()
+    assert got["page_type"].cast(pl.String).to_list() == [r[2] for r in rows]
+
+
+def test_page_types_without_a_disk():
+    frames = FRAMES.conform(pl.DataFrame({
+        "domain": "a", "snapshot": 0, "time_s": 1.0, "gfn": [0, 1],
+        "hash": [ZERO_HASH, 5], "kpageflags": [None, None],
+    }, schema_overrides={"hash": pl.UInt64, "kpageflags": pl.UInt64}))
+    got = page_types(frames.lazy(), None).collect()
+    assert got["page_type"].cast(pl.String).to_list() == ["zero", "unknown"]
+
+
+def test_read_hashes_split_requests_into_blocks():
+    blocks = pl.DataFrame({"block": [0, 1, 2, 3], "hash": [10, 11, 12, 13]},
+                          schema={"block": pl.Int64, "hash": pl.UInt64})
+    requests = REQUESTS.conform(pl.DataFrame({
+        "domain": "a", "seq": [0, 1, 2], "time_s": [1.0, 2.0, 3.0],
+        "offset": [512, 4096, 12288], "bytes": [512, 8193, 4096],
+    }))
+    got = read_hashes(requests.lazy(), blocks.lazy()).collect()
+    # 512 B inside block 0; 8193 B from 4096 touch blocks 1, 2 and 3; then block 3
+    assert got["block"].to_list() == [0, 1, 2, 3, 3]
+    assert got["hash"].to_list() == [10, 11, 12, 13, 13]
+    assert got["seq"].to_list() == [0, 1, 2, 3, 4]
+    assert got["time_s"].to_list() == [1.0, 2.0, 2.0, 2.0, 3.0]

@@ -1,0 +1,141 @@
+"""Stage 1 readers: every format read exactly, every bad input named."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import xxhash
+import yaml
+
+from xpipe.errors import InputError
+from xpipe.hashing import PAGE_SIZE, ZERO_HASH, hash_pages
+from xpipe.readers.blktrace import read_blk_trace
+from xpipe.readers.compact import read_u64, write_u64
+from xpipe.readers.manifest import load_manifest
+from xpipe.readers.memdump import read_elf_core, read_pmemsave
+
+
+def pages(*fills):
+    """Pages whose every byte is the given value."""
+    return b"".join(bytes([f]) * PAGE_SIZE for f in fills)
+
+
+def h(fill):
+    return xxhash.xxh3_64_intdigest(bytes([fill]) * PAGE_SIZE)
+
+
+def test_hash_pages_matches_xxhash():
+    got = hash_pages(pages(0, 1, 2))
+    assert got.tolist() == [h(0), h(1), h(2)]
+    assert got[0] == ZERO_HASH
+    with pytest.raises(ValueError, match="not a whole number"):
+        hash_pages(b"x" * 100)
+
+
+def test_compact_round_trip_plain_and_gzip(tmp_path):
+    v = np.array([1, 2**64 - 1, 0], dtype=np.uint64)
+    for name in ("a.xxh", "a.xxh.gz"):
+        write_u64(tmp_path / name, v)
+        assert read_u64(tmp_path / name).tolist() == v.tolist()
+    assert gzip.decompress((tmp_path / "a.xxh.gz").read_bytes()) == v.astype("<u8").tobytes()
+
+
+def test_compact_trailing_bytes_named(tmp_path):
+    (tmp_path / "bad.xxh").write_bytes(b"\0" * 20)
+    with pytest.raises(InputError, match=r"bad\.xxh, offset 16: .*4 trailing bytes"):
+        read_u64(tmp_path / "bad.xxh")
+
+
+def test_pmemsave(tmp_path):
+    (tmp_path / "m.raw").write_bytes(pages(0, 7, 7))
+    gfn, hashes = read_pmemsave(tmp_path / "m.raw")
+    assert gfn.tolist() == [0, 1, 2] and hashes.tolist() == [h(0), h(7), h(7)]
+    (tmp_path / "short.raw").write_bytes(pages(1) + b"x")
+    with pytest.raises(InputError, match="short.raw, offset 4096: expected a whole number"):
+        read_pmemsave(tmp_path / "short.raw")
+
+
+def elf_core(segments):
+    """A minimal ELF64 core: a PT_NOTE then one PT_LOAD per (paddr, data)."""
+    phnum = len(segments) + 1
+    off = 64 + 56 * phnum
+    header = bytearray(64)
+    header[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<HHIQQQIHHHHHH", header, 16, 4, 62, 1, 0, 64, 0, 0, 64, 56, phnum, 0, 0, 0)
+    ph = struct.pack("<IIQQQQQQ", 4, 0, off, 0, 0, 0, 0, 0)  # PT_NOTE, empty
+    body = b""
+    for paddr, data in segments:
+        ph += struct.pack("<IIQQQQQQ", 1, 7, off + len(body), 0, paddr, len(data), len(data), 0)
+        body += data
+    return bytes(header) + ph + body
+
+
+def test_elf_core_maps_guest_physical_addresses(tmp_path):
+    # RAM below and above a hole, as QEMU writes it for guests with a PCI hole.
+    (tmp_path / "c.elf").write_bytes(elf_core([(0x100000 * 16, pages(3)), (0, pages(1, 2))]))
+    gfn, hashes = read_elf_core(tmp_path / "c.elf")
+    assert gfn.tolist() == [0, 1, 4096]
+    assert hashes.tolist() == [h(1), h(2), h(3)]
+
+
+def test_elf_core_bad_magic(tmp_path):
+    (tmp_path / "x.elf").write_bytes(b"\0" * 4096)
+    with pytest.raises(InputError, match="x.elf, offset 0: expected an ELF core"):
+        read_elf_core(tmp_path / "x.elf")
+
+
+LINE = "4242@{sec}.{usec:06d}:blk_co_preadv blk 0x55 bs 0x66 offset {off} bytes {n} flags 0x0\n"
+
+
+def test_blk_trace_times_offsets_and_other_events(tmp_path):
+    log = (LINE.format(sec=100, usec=500000, off=0, n=512)
+           + "4242@100.600000:blk_co_pwritev blk 0x55 bs 0x66 offset 0 bytes 4096 flags 0x0\n"
+           + LINE.format(sec=101, usec=0, off=8192, n=8192))
+    (tmp_path / "r.log").write_text(log)
+    t, off, n = read_blk_trace(tmp_path / "r.log", start_epoch_s=100.0, disk_bytes=1 << 20)
+    assert t.tolist() == pytest.approx([0.5, 1.0])
+    assert off.tolist() == [0, 8192] and n.tolist() == [512, 8192]
+
+
+def test_blk_trace_errors_name_the_line(tmp_path):
+    (tmp_path / "r.log").write_text(LINE.format(sec=1, usec=0, off=0, n=4096)
+                                    + "4242@1.000001:blk_co_preadv blk 0x55 offset zero\n")
+    with pytest.raises(InputError, match=r"r.log, line 2: expected 'PID@SEC.USEC:blk_co_preadv"):
+        read_blk_trace(tmp_path / "r.log", 0.0)
+    (tmp_path / "big.log").write_text(LINE.format(sec=1, usec=0, off=1 << 20, n=4096))
+    with pytest.raises(InputError, match="big.log, line 1: expected a read inside the 1048576-byte"):
+        read_blk_trace(tmp_path / "big.log", 0.0, disk_bytes=1 << 20)
+
+
+def write_manifest(tmp_path, **domain):
+    (tmp_path / "s0.xxh").write_bytes(b"\0" * 8 * 256)
+    d = {"id": "a", "workload": "idle", "memory_mib": 1,
+         "snapshots": [{"time_s": 1, "pages": "s0.xxh"}], **domain}
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump({"format": "xpipe-capture/1", "domains": [d]}))
+    return tmp_path / "manifest.yaml"
+
+
+def test_manifest_loads(tmp_path):
+    m = load_manifest(write_manifest(tmp_path))
+    assert [d.id for d in m.domains] == ["a"] and m.domains[0].snapshots[0].kind == "pages"
+    assert m.synthetic is False
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"memory_mib": "lots"}, r"domains\[0\].memory_mib: expected int"),
+    ({"snapshots": [{"time_s": 1, "pages": "missing.xxh"}]},
+     r"domains\[0\].snapshots\[0\].pages: file 'missing.xxh' does not exist"),
+    ({"snapshots": [{"time_s": 2, "pages": "s0.xxh"}, {"time_s": 1, "pages": "s0.xxh"}]},
+     "strictly increasing time_s"),
+    ({"disk": "nope"}, r"domains\[0\].disk: expected one of the disks"),
+])
+def test_manifest_errors_name_the_key(tmp_path, change, message):
+    with pytest.raises(InputError, match=message):
+        load_manifest(write_manifest(tmp_path, **change))
+
+
+def test_manifest_not_yaml(tmp_path):
+    (tmp_path / "manifest.yaml").write_text("format: [unclosed\n")
+    with pytest.raises(InputError, match=r"manifest.yaml, line \d+: expected YAML"):
+        load_manifest(tmp_path / "manifest.yaml")
