@@ -37,3 +37,7 @@ def run_logged(log_path: str | Path | None, main: Callable[[], None]) -> None:
     except InputError as e:
         logging.getLogger("xpipe").error("bad input: %s", e)
         sys.exit(1)
+    except Exception:
+        # anything else is a bug: keep its traceback in the job's log too
+        logging.getLogger("xpipe").exception("failed")
+        raise

@@ -38,6 +38,7 @@ class SyntheticSpec:
     snapshot_times_s: tuple[float, ...] = (10.0, 20.0, 30.0, 40.0)
     disk_mib: int = 256
     seed: int = 1
+    compress: bool = True  # gzip the compact files (small bundles); off for scale runs
 
 
 def domain_ids(spec: SyntheticSpec) -> list[str]:
@@ -149,7 +150,8 @@ def write_synthetic_bundle(out: str | Path, spec: SyntheticSpec = SyntheticSpec(
         raise ValueError("workloads and domains_per_workload must have the same length")
     rng = np.random.default_rng(spec.seed)
     disk, ranges = _disk_layout(rng, spec.disk_mib * 256, spec.workloads)
-    write_u64(out / "disk.blk.xxh.gz", disk)
+    gz = ".gz" if spec.compress else ""
+    write_u64(out / f"disk.blk.xxh{gz}", disk)
     frames = spec.memory_mib * 256
     shared_kernel = rng.integers(1, 2**63, frames, dtype=np.uint64)
     epoch = 1_790_000_000.0
@@ -162,10 +164,10 @@ def write_synthetic_bundle(out: str | Path, spec: SyntheticSpec = SyntheticSpec(
             (out / did / "reads.log").write_text(_trace_lines(blocks, times, epoch))
             entries = []
             for k, (h, f) in enumerate(snaps):
-                write_u64(out / did / f"s{k}.xxh.gz", h)
-                write_u64(out / did / f"s{k}.kpf.gz", f)
-                entries.append({"time_s": spec.snapshot_times_s[k], "pages": f"{did}/s{k}.xxh.gz",
-                                "kpageflags": f"{did}/s{k}.kpf.gz"})
+                write_u64(out / did / f"s{k}.xxh{gz}", h)
+                write_u64(out / did / f"s{k}.kpf{gz}", f)
+                entries.append({"time_s": spec.snapshot_times_s[k], "pages": f"{did}/s{k}.xxh{gz}",
+                                "kpageflags": f"{did}/s{k}.kpf{gz}"})
             domains.append({"id": did, "workload": w, "memory_mib": spec.memory_mib, "disk": "image",
                             "reads": f"{did}/reads.log", "reads_start_epoch_s": epoch,
                             "snapshots": entries})
@@ -174,7 +176,7 @@ def write_synthetic_bundle(out: str | Path, spec: SyntheticSpec = SyntheticSpec(
         "synthetic": True,
         "description": f"SYNTHETIC data from xpipe.synthetic (seed {spec.seed}); not recorded from any machine",
         "page_size": PAGE_SIZE,
-        "disks": {"image": {"block_hashes": "disk.blk.xxh.gz", "size_bytes": len(disk) * PAGE_SIZE}},
+        "disks": {"image": {"block_hashes": f"disk.blk.xxh{gz}", "size_bytes": len(disk) * PAGE_SIZE}},
         "domains": domains,
     }
     path = out / "manifest.yaml"

@@ -12,18 +12,28 @@ validate(config, "../schemas/config.schema.yaml")
 
 PAGES_PER_MIB = 256
 
+# The project's own folder (where the Snakefile is), so the workflow also runs
+# with another working directory (snakemake -d DIR).
+SRC = Path(workflow.basedir)
+
+
+def src(*paths):
+    return [str(SRC / p) for p in paths]
+
+
 # The package modules each stage runs, as inputs: editing a module reruns
 # exactly the jobs of its stage and those downstream, nothing else.
 CODE = {
-    "synthetic": ["xpipe/synthetic.py"],
-    "normalise": ["xpipe/normalise.py", "xpipe/hashing.py"]
-    + [f"xpipe/readers/{m}.py" for m in ("manifest", "compact", "memdump", "blktrace")],
-    "extract": ["xpipe/extract.py"],
-    "replay": ["xpipe/sim/area.py", "xpipe/sim/policies.py", "xpipe/sim/replay.py", "xpipe/sim/load.py"],
-    "summarise": ["xpipe/sim/metrics.py"],
-    "database": ["xpipe/report/db.py"],
-    "figures": ["xpipe/report/figures.py"],
-    "tables": ["xpipe/report/tables.py"],
+    "synthetic": src("xpipe/synthetic.py"),
+    "normalise": src("xpipe/normalise.py", "xpipe/hashing.py")
+    + src(*(f"xpipe/readers/{m}.py" for m in ("manifest", "compact", "memdump", "blktrace"))),
+    "extract": src("xpipe/extract.py"),
+    "replay": src("xpipe/sim/area.py", "xpipe/sim/policies.py", "xpipe/sim/replay.py", "xpipe/sim/load.py",
+                  "xpipe/sim/sweep.py"),
+    "summarise": src("xpipe/sim/metrics.py"),
+    "database": src("xpipe/report/db.py"),
+    "figures": src("xpipe/report/figures.py"),
+    "tables": src("xpipe/report/tables.py"),
 }
 FIGURES = ["savings", "footprint_time", "area_size", "page_types", "domains_per_host"]
 

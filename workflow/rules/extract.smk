@@ -12,6 +12,8 @@ rule extract_pages:
         "../envs/xpipe.yaml"
     log:
         "results/logs/extract_pages/{capture}/{domain}.log",
+    benchmark:
+        "results/benchmarks/extract_pages/{capture}/{domain}.tsv"
     script:
         "../scripts/extract_pages.py"
 
@@ -27,5 +29,7 @@ rule extract_reads:
         "../envs/xpipe.yaml"
     log:
         "results/logs/extract_reads/{capture}/{domain}.log",
+    benchmark:
+        "results/benchmarks/extract_reads/{capture}/{domain}.tsv"
     script:
         "../scripts/extract_reads.py"

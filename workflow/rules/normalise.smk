@@ -12,6 +12,8 @@ rule make_synthetic:
         "../envs/xpipe.yaml"
     log:
         "results/logs/make_synthetic/{capture}.log",
+    benchmark:
+        "results/benchmarks/make_synthetic/{capture}.tsv"
     script:
         "../scripts/make_synthetic.py"
 
@@ -28,6 +30,8 @@ rule normalise_disk:
         "../envs/xpipe.yaml"
     log:
         "results/logs/normalise_disk/{capture}/{disk}.log",
+    benchmark:
+        "results/benchmarks/normalise_disk/{capture}/{disk}.tsv"
     script:
         "../scripts/normalise_disk.py"
 
@@ -45,6 +49,8 @@ rule normalise_domain:
         "../envs/xpipe.yaml"
     log:
         "results/logs/normalise_domain/{capture}/{domain}.log",
+    benchmark:
+        "results/benchmarks/normalise_domain/{capture}/{domain}.tsv"
     script:
         "../scripts/normalise_domain.py"
 
@@ -60,5 +66,7 @@ rule tabulate_domains:
         "../envs/xpipe.yaml"
     log:
         "results/logs/tabulate_domains/{capture}.log",
+    benchmark:
+        "results/benchmarks/tabulate_domains/{capture}.tsv"
     script:
         "../scripts/tabulate_domains.py"

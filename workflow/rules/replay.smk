@@ -22,5 +22,7 @@ rule replay_mix:
         "../envs/xpipe.yaml"
     log:
         "results/logs/replay_mix/{mix}.log",
+    benchmark:
+        "results/benchmarks/replay_mix/{mix}.tsv"
     script:
         "../scripts/replay_mix.py"

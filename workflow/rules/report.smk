@@ -15,6 +15,8 @@ rule build_database:
         "../envs/xpipe.yaml"
     log:
         "results/logs/build_database.log",
+    benchmark:
+        "results/benchmarks/build_database.tsv"
     script:
         "../scripts/build_database.py"
 
@@ -23,7 +25,7 @@ rule draw_figure:
     input:
         code=CODE["figures"],
         db=rules.build_database.output.db,
-        sql="workflow/sql/{figure}.sql",
+        sql=str(SRC / "workflow/sql/{figure}.sql"),
     output:
         png=report(
             "results/figures/{figure}.png",
@@ -36,6 +38,8 @@ rule draw_figure:
         "../envs/xpipe.yaml"
     log:
         "results/logs/draw_figure/{figure}.log",
+    benchmark:
+        "results/benchmarks/draw_figure/{figure}.tsv"
     script:
         "../scripts/draw_figure.py"
 
@@ -44,7 +48,7 @@ rule tabulate_summary:
     input:
         code=CODE["tables"],
         db=rules.build_database.output.db,
-        sql="workflow/sql/summary_table.sql",
+        sql=str(SRC / "workflow/sql/summary_table.sql"),
     output:
         csv=report("results/tables/summary.csv", caption="../report/summary_table.rst", category="Tables"),
         md="results/tables/summary.md",
@@ -52,5 +56,7 @@ rule tabulate_summary:
         "../envs/xpipe.yaml"
     log:
         "results/logs/tabulate_summary.log",
+    benchmark:
+        "results/benchmarks/tabulate_summary.tsv"
     script:
         "../scripts/tabulate_summary.py"

@@ -4,12 +4,12 @@ from pathlib import Path
 
 from xpipe.io import run_logged
 from xpipe.report.db import query
-from xpipe.report.figures import FIGURES
+from xpipe.report.figures import draw
 
 
 def main():
     rows = query(snakemake.input.db, Path(snakemake.input.sql).read_text()).to_pandas()
-    FIGURES[snakemake.wildcards.figure](rows, snakemake.output.png)
+    draw(snakemake.wildcards.figure, rows, snakemake.output.png)
 
 
 run_logged(snakemake.log[0], main)

@@ -132,4 +132,20 @@ def domains_per_host(df: pd.DataFrame, out: str | Path) -> None:
     _save(fig, out)
 
 
+def no_data(name: str, out: str | Path) -> None:
+    """A figure that says why it is empty (e.g. the sweep ran no dsa, or capacity: false)."""
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{name}: no rows in this sweep\n(its policies or capacity were not run)",
+            ha="center", va="center")
+    _save(fig, out)
+
+
 FIGURES = {f.__name__: f for f in (savings, footprint_time, area_size, page_types, domains_per_host)}
+
+
+def draw(name: str, rows: pd.DataFrame, out: str | Path) -> None:
+    if rows.empty:
+        no_data(name, out)
+    else:
+        FIGURES[name](rows, out)

@@ -1,0 +1,100 @@
+"""Scale: a SYNTHETIC matrix of N domains x 1 GiB x 8 snapshots through every policy.
+
+For each N it runs the whole workflow once (one Snakemake invocation, 2 cores)
+in its own working directory, reads every job's peak memory from Snakemake's
+benchmark files, and fits how wall time and peak memory grow with N
+(time ~ N^a: a = 1 is linear).
+
+    python benchmarks/bench_scale.py                 # N = 8 16 32 64
+    python benchmarks/bench_scale.py --domains 8 16  # a quicker look
+
+Writes results/bench/scale.json. Needs ~3 GB of disk per 64 domains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKLOADS = ["sqlite", "web", "compress", "compile", "idle"]
+
+
+def config(n: int) -> dict:
+    per = [n // len(WORKLOADS) + (i < n % len(WORKLOADS)) for i in range(len(WORKLOADS))]
+    ids = [f"{w}-{i + 1}" for w, k in zip(WORKLOADS, per) for i in range(k)]
+    return {
+        "captures": {"scale": {"synthetic": {
+            "seed": 1, "memory_mib": 1024, "workloads": WORKLOADS, "domains_per_workload": per,
+            "snapshot_times_s": [10 * (k + 1) for k in range(8)], "compress": False}}},
+        "mixes": {"all": {"capture": "scale", "domains": ids}},
+        "sweep": {"policies": ["none", "zero", "oracle", "scan", "dsa"], "area_mib": [256],
+                  "eviction": ["lru"], "admit_zero": [True], "scan_pages_per_s": [10000],
+                  "host_mib": [65536]},
+        "capacity": False,
+    }
+
+
+def run(n: int, work: Path) -> dict:
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "config").mkdir(parents=True)
+    (work / "config/config.yaml").write_text(yaml.safe_dump(config(n)))
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
+                    "--cores", "2", "--quiet", "rules"], check=True)
+    wall = time.perf_counter() - started
+    jobs = []
+    for tsv in (work / "results/benchmarks").rglob("*.tsv"):
+        with tsv.open() as f:
+            row = next(csv.DictReader(f, delimiter="\t"))
+        jobs.append((str(tsv.relative_to(work / "results/benchmarks")), float(row["s"]), float(row["max_rss"])))
+    rows = sum(1 for _ in (work / "results/pages/scale").glob("*.parquet")) * 8 * 262144
+    peak = max(jobs, key=lambda j: j[2])
+    shutil.rmtree(work / "results/synthetic", ignore_errors=True)  # the bulk of the disk use
+    return {"domains": n, "page_rows": rows, "wall_s": round(wall, 1),
+            "peak_job": peak[0], "peak_rss_mib": round(peak[2], 1),
+            "replay_s": round(sum(s for name, s, _ in jobs if name.startswith("replay_mix")), 1)}
+
+
+def exponent(xs, ys) -> float:
+    """Least-squares slope of log y against log x."""
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--domains", type=int, nargs="+", default=[8, 16, 32, 64])
+    ap.add_argument("--work", default=str(ROOT / "results/bench/scale"))
+    args = ap.parse_args()
+    results = []
+    for n in args.domains:
+        r = run(n, Path(args.work) / f"n{n}")
+        results.append(r)
+        print(f"{n:>3} domains  {r['page_rows']:>11,} page rows  {r['wall_s']:>7.1f} s  "
+              f"replay {r['replay_s']:>7.1f} s  peak job {r['peak_rss_mib']:>7.1f} MiB ({r['peak_job']})",
+              flush=True)
+    out = {"runs": results}
+    if len(results) > 1:
+        ns = [r["domains"] for r in results]
+        out["time_exponent"] = round(exponent(ns, [r["wall_s"] for r in results]), 2)
+        out["memory_exponent"] = round(exponent(ns, [r["peak_rss_mib"] for r in results]), 2)
+        print(f"time ~ N^{out['time_exponent']}, peak job memory ~ N^{out['memory_exponent']}")
+    path = ROOT / "results/bench/scale.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
