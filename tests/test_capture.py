@@ -16,6 +16,8 @@ from xpipe.capture import CaptureError, DomainSpec, preset, run_capture
 from xpipe.capture.guest import filter_root_reads
 from xpipe.hashing import ZERO_HASH
 
+# Boots QEMU guests: CI must run these (install-capture-deps.sh first), not deselect them.
+
 TIMES = [20.0, 25.0, 30.0]
 KPF_BUDDY = 1 << 10
 READ = re.compile(r"^\d+@\d+\.\d+:blk_co_preadv blk 0x[0-9a-f]+ bs 0x[0-9a-f]+ offset (\d+) bytes (\d+) flags 0x[0-9a-f]+$")
@@ -75,8 +77,9 @@ def test_snapshots_at_asked_times_one_hash_per_frame(bundle: Path, manifest: dic
             flags = _u64(bundle, s["kpageflags"])
             assert len(flags) == frames
             assert (flags & KPF_BUDDY).any()  # a booted kernel has free (buddy) pages
-            # Free pages are zeroed by init_on_free=1: most buddy frames must hash as zero.
-            assert zero[(flags & KPF_BUDDY) != 0].mean() > 0.9
+        # Free pages are zeroed by init_on_free=1, so free (buddy) frames hash as zero. Only the
+        # last snapshot: earlier ones may race the workload between the flags copy and the dump.
+        assert zero[(flags & KPF_BUDDY) != 0].mean() > 0.9
 
 
 def test_guests_of_one_workload_share_pages(bundle: Path, manifest: dict) -> None:
@@ -107,7 +110,7 @@ def test_disk_reads_inside_image(bundle: Path, manifest: dict) -> None:
 def test_boot_timeout_names_guest_and_leaves_no_qemu(tmp_path: Path) -> None:
     _require_qemu()
     spec = preset("busybox")
-    spec.domains = [DomainSpec("hang-1", "idle", 64)]
+    spec.domains = [DomainSpec("hang-1", "idle", 128)]
     spec.times_s = [5.0]
     spec.boot_timeout_s = 1.0  # far too short: the guest is still in its firmware
     with pytest.raises(CaptureError, match=r"guest hang-1 did not boot within 1 s; last console lines"):

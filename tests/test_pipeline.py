@@ -121,3 +121,11 @@ def test_query_command(project):
     r = subprocess.run([sys.executable, "-m", "xpipe.cli", "query", "SELECT * FROM nosuchtable"],
                        cwd=project, capture_output=True, text=True)
     assert r.returncode == 2 and "nosuchtable" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_report_embeds_every_figure(project):
+    snakemake(project, "--report", "report.html")
+    html = (project / "report.html").read_text(errors="replace")
+    for f in FIGURES:
+        assert f"{f}.png" in html

@@ -139,3 +139,33 @@ def test_manifest_not_yaml(tmp_path):
     (tmp_path / "manifest.yaml").write_text("format: [unclosed\n")
     with pytest.raises(InputError, match=r"manifest.yaml, line \d+: expected YAML"):
         load_manifest(tmp_path / "manifest.yaml")
+
+
+def test_normalise_frames_from_every_snapshot_kind(tmp_path):
+    from xpipe.normalise import normalise_frames
+
+    mem = pages(*([0] * 250 + [1, 2, 3, 4, 5, 6]))  # 1 MiB: 256 frames
+    (tmp_path / "s0.raw").write_bytes(mem)
+    (tmp_path / "s1.elf").write_bytes(elf_core([(0, mem)]))
+    write_u64(tmp_path / "s2.xxh.gz", hash_pages(mem))
+    write_u64(tmp_path / "s2.kpf", np.full(200, 1 << 10, dtype=np.uint64))  # shorter than RAM
+    d = {"id": "a", "workload": "idle", "memory_mib": 1, "snapshots": [
+        {"time_s": 1, "pmemsave": "s0.raw"}, {"time_s": 2, "elf": "s1.elf"},
+        {"time_s": 3, "pages": "s2.xxh.gz", "kpageflags": "s2.kpf"}]}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"format": "xpipe-capture/1", "domains": [d]}))
+    frames = normalise_frames(load_manifest(tmp_path / "m.yaml").domains[0])
+    per_snap = frames.partition_by("snapshot", as_dict=True)
+    want = hash_pages(mem).tolist()
+    assert [per_snap[(k,)]["hash"].to_list() for k in range(3)] == [want] * 3
+    flags = per_snap[(2,)]["kpageflags"]
+    assert flags[:200].to_list() == [1 << 10] * 200 and flags[200:].null_count() == 56
+
+
+def test_normalise_frames_wrong_size(tmp_path):
+    from xpipe.normalise import normalise_frames
+
+    (tmp_path / "s0.raw").write_bytes(pages(0, 0))
+    d = {"id": "a", "workload": "idle", "memory_mib": 1, "snapshots": [{"time_s": 1, "pmemsave": "s0.raw"}]}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"format": "xpipe-capture/1", "domains": [d]}))
+    with pytest.raises(InputError, match=r"s0.raw: expected 256 page frames \(1 MiB\), found 2"):
+        normalise_frames(load_manifest(tmp_path / "m.yaml").domains[0])

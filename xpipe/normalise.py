@@ -11,25 +11,13 @@ import polars as pl
 
 from xpipe.errors import InputError
 from xpipe.hashing import PAGE_SIZE, hash_pages
+from xpipe.readers import SNAPSHOT_READERS
 from xpipe.readers.blktrace import read_blk_trace
 from xpipe.readers.compact import read_u64
 from xpipe.readers.manifest import Disk, Domain, Manifest
-from xpipe.readers.memdump import read_elf_core, read_pmemsave
 from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, REQUESTS
 
 log = logging.getLogger(__name__)
-
-
-def snapshot_hashes(kind: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(gfn, hash) of one snapshot file of any supported kind."""
-    if kind == "pages":
-        h = read_u64(path)
-        return np.arange(len(h), dtype=np.int64), h
-    if kind == "pmemsave":
-        return read_pmemsave(path)
-    if kind == "elf":
-        return read_elf_core(path)
-    raise ValueError(f"unknown snapshot kind {kind!r}")
 
 
 def disk_block_hashes(disk: Disk) -> np.ndarray:
@@ -55,7 +43,7 @@ def normalise_frames(domain: Domain) -> pl.DataFrame:
     parts = []
     first_gfn = None
     for k, snap in enumerate(domain.snapshots):
-        gfn, h = snapshot_hashes(snap.kind, snap.path)
+        gfn, h = SNAPSHOT_READERS[snap.kind](snap.path)
         if len(h) != expected:
             raise InputError(snap.path, None,
                              f"expected {expected} page frames ({domain.memory_mib} MiB), found {len(h)}")

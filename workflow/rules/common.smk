@@ -26,7 +26,7 @@ def src(*paths):
 CODE = {
     "synthetic": src("xpipe/synthetic.py"),
     "normalise": src("xpipe/normalise.py", "xpipe/hashing.py")
-    + src(*(f"xpipe/readers/{m}.py" for m in ("manifest", "compact", "memdump", "blktrace"))),
+    + src(*(f"xpipe/readers/{m}.py" for m in ("__init__", "manifest", "compact", "memdump", "blktrace"))),
     "extract": src("xpipe/extract.py"),
     "replay": src("xpipe/sim/area.py", "xpipe/sim/policies.py", "xpipe/sim/replay.py", "xpipe/sim/load.py",
                   "xpipe/sim/sweep.py"),

@@ -12,7 +12,7 @@ from xpipe.errors import InputError
 
 FORMAT = "xpipe-capture/1"
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-SNAPSHOT_KINDS = ("pages", "pmemsave", "elf")
+SNAPSHOT_KINDS = ("pages", "pmemsave", "elf")  # keys of xpipe.readers.SNAPSHOT_READERS
 
 
 @dataclass(frozen=True)
