@@ -23,35 +23,37 @@ _NIL = -1
 
 
 @njit(cache=True, nogil=True)
-def _unlink(i, f, prev, nxt, head, tail):
-    p, n = prev[i], nxt[i]
+def _unlink(i, f, link, head, tail):
+    p, n = link[i, 0], link[i, 1]
     if p == _NIL:
         head[f] = n
     else:
-        nxt[p] = n
+        link[p, 1] = n
     if n == _NIL:
         tail[f] = p
     else:
-        prev[n] = p
+        link[n, 0] = p
 
 
 @njit(cache=True, nogil=True)
-def _append(i, f, prev, nxt, head, tail):
+def _append(i, f, link, head, tail):
     t = tail[f]
-    prev[i] = t
-    nxt[i] = _NIL
+    link[i, 0] = t
+    link[i, 1] = _NIL
     if t == _NIL:
         head[f] = i
     else:
-        nxt[t] = i
+        link[t, 1] = i
     tail[f] = i
 
 
 @njit(cache=True, nogil=True)
-def _access(ids, capacity, mode, in_area, prev, nxt, freq, head, tail, meta, hits):
+def _access(ids, capacity, mode, in_area, link, freq, head, tail, meta, hits):
     """Look each id up in order: a hit updates its rank, a miss admits it.
 
-    meta = [entries held, lowest non-empty bucket]. Writes hits[k] for ids[k].
+    link[i] = (previous, next) in i's bucket list. meta = [entries held, lowest
+    non-empty bucket]. Writes hits[k] for ids[k]. Any rule; SharingArea uses it
+    for LFU and the faster _access_recency, equal in effect, for LRU and FIFO.
     """
     size = meta[0]
     min_f = meta[1]
@@ -60,31 +62,136 @@ def _access(ids, capacity, mode, in_area, prev, nxt, freq, head, tail, meta, hit
         if in_area[i]:
             hits[k] = True
             if mode == _LRU:
-                _unlink(i, 1, prev, nxt, head, tail)
-                _append(i, 1, prev, nxt, head, tail)
+                _unlink(i, 1, link, head, tail)
+                _append(i, 1, link, head, tail)
             elif mode == _LFU:
                 f = freq[i]
-                _unlink(i, f, prev, nxt, head, tail)
+                _unlink(i, f, link, head, tail)
                 if head[f] == _NIL and min_f == f:
                     min_f = f + 1
                 freq[i] = f + 1
-                _append(i, f + 1, prev, nxt, head, tail)
+                _append(i, f + 1, link, head, tail)
             continue
         hits[k] = False
         if capacity == 0:
             continue
         if size >= capacity:
             victim = head[min_f]
-            _unlink(victim, min_f, prev, nxt, head, tail)
+            _unlink(victim, min_f, link, head, tail)
             in_area[victim] = False
             size -= 1
         in_area[i] = True
         freq[i] = 1
-        _append(i, 1, prev, nxt, head, tail)
+        _append(i, 1, link, head, tail)
         min_f = 1
         size += 1
     meta[0] = size
     meta[1] = min_f
+
+
+@njit(cache=True, nogil=True)
+def _access_recency(ids, capacity, move_on_hit, in_area, link, head, tail, meta, hits):
+    """_access for LRU (move_on_hit) and FIFO: one list (bucket 1), its ends kept
+    in locals and no frequencies written, which makes the loop several times faster."""
+    size = meta[0]
+    first, last = head[1], tail[1]
+    for k in range(ids.shape[0]):
+        i = ids[k]
+        if in_area[i]:
+            hits[k] = True
+            if move_on_hit and i != last:  # unlink i (it has a next: it is not last), append it
+                p, n = link[i, 0], link[i, 1]
+                if p == _NIL:
+                    first = n
+                else:
+                    link[p, 1] = n
+                link[n, 0] = p
+                link[i, 0] = last
+                link[i, 1] = _NIL
+                link[last, 1] = i
+                last = i
+            continue
+        hits[k] = False
+        if capacity == 0:
+            continue
+        if size >= capacity:  # evict the head
+            victim = first
+            first = link[victim, 1]
+            if first == _NIL:
+                last = _NIL
+            else:
+                link[first, 0] = _NIL
+            in_area[victim] = False
+            size -= 1
+        in_area[i] = True
+        link[i, 0] = last
+        link[i, 1] = _NIL
+        if last == _NIL:
+            first = i
+        else:
+            link[last, 1] = i
+        last = i
+        size += 1
+    head[1], tail[1] = first, last
+    meta[0] = size
+
+
+@njit(cache=True, nogil=True)
+def _slot(key, mask):
+    # Fibonacci hashing: spreads small or patterned keys (not only xxh3 hashes) over the table.
+    return ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
+
+
+@njit(cache=True, nogil=True)
+def _first_seen_ids(keys):
+    """(id of each key by first occurrence, the distinct keys in that order), via open addressing."""
+    n = keys.shape[0]
+    uniq = np.empty(n, dtype=np.uint64)
+    ids = np.empty(n, dtype=np.int64)
+    cap = 1 << 16
+    table = np.full(cap, -1, dtype=np.int64)  # slot -> id, -1 empty; key is uniq[id]
+    count = 0
+    for k in range(n):
+        key = keys[k]
+        mask = np.uint64(cap - 1)
+        s = _slot(key, mask)
+        while True:
+            j = table[s]
+            if j == -1:
+                table[s] = count
+                uniq[count] = key
+                ids[k] = count
+                count += 1
+                break
+            if uniq[j] == key:
+                ids[k] = j
+                break
+            s = (s + np.uint64(1)) & mask
+        if 2 * count > cap:  # keep the load factor under 1/2: double and reinsert
+            cap *= 2
+            table = np.full(cap, -1, dtype=np.int64)
+            mask = np.uint64(cap - 1)
+            for j in range(count):
+                s = _slot(uniq[j], mask)
+                while table[s] != -1:
+                    s = (s + np.uint64(1)) & mask
+                table[s] = j
+    return ids, uniq[:count]
+
+
+def dense_ids(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Same as ``np.unique(keys, return_inverse=True)`` for uint64 keys: (sorted
+    distinct keys, each key's position among them as int64).
+
+    A hash table numbers the keys in one pass and only the distinct keys are
+    sorted, several times faster than np.unique's sort of every key when keys repeat.
+    """
+    keys = np.ascontiguousarray(keys, dtype=np.uint64)
+    first_ids, uniq = _first_seen_ids(keys)
+    order = np.argsort(uniq)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq), dtype=np.int64)
+    return uniq[order], rank[first_ids]
 
 
 class SharingArea:
@@ -102,8 +209,10 @@ class SharingArea:
         self.eviction = eviction
         self._mode = {"lru": _LRU, "lfu": _LFU, "fifo": _FIFO}[eviction]
         self.in_area = np.zeros(n_ids, dtype=np.bool_)
-        self._prev = np.full(n_ids, _NIL, dtype=np.int64)
-        self._next = np.full(n_ids, _NIL, dtype=np.int64)
+        # (previous, next) side by side: a list update touches one cache line
+        # per entry, and int32 halves the memory when ids allow (3-10x faster
+        # than two separate int64 arrays on a million ids).
+        self._link = np.full((n_ids, 2), _NIL, dtype=np.int32 if n_ids < 2**31 else np.int64)
         self._freq = np.zeros(n_ids, dtype=np.int64)
         buckets = max_accesses + 2 if eviction == "lfu" else 2
         self._head = np.full(buckets, _NIL, dtype=np.int64)
@@ -119,8 +228,12 @@ class SharingArea:
         """Look up ``ids`` in order; returns a bool array, True where it was a hit."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         hits = np.empty(len(ids), dtype=np.bool_)
-        _access(
-            ids, self.capacity, self._mode, self.in_area, self._prev, self._next,
-            self._freq, self._head, self._tail, self._meta, hits,
-        )
+        if self._mode == _LFU:
+            _access(
+                ids, self.capacity, self._mode, self.in_area, self._link,
+                self._freq, self._head, self._tail, self._meta, hits,
+            )
+        else:
+            _access_recency(ids, self.capacity, self._mode == _LRU, self.in_area, self._link,
+                            self._head, self._tail, self._meta, hits)
         return hits

@@ -25,7 +25,7 @@ import polars as pl
 
 from xpipe.hashing import ZERO_HASH
 from xpipe.schemas import PAGE_TYPES, TIMELINE, TYPES
-from xpipe.sim.area import EVICTIONS
+from xpipe.sim.area import EVICTIONS, dense_ids
 from xpipe.sim import policies as P
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _merged_reads(domains: Sequence[DomainTrace]):
     """All reads in replay order: (time, domain index, hash)."""
     t = np.concatenate([d.read_times for d in domains]) if domains else np.zeros(0)
     dom = np.concatenate([np.full(len(d.read_times), i, np.int32) for i, d in enumerate(domains)])
-    h = np.concatenate([d.read_hashes for d in domains]).astype(np.uint64)
+    h = np.concatenate([d.read_hashes for d in domains]).astype(np.uint64, copy=False)
     order = np.lexsort((dom, t))  # stable: trace order within a domain kept
     return t[order], dom[order], h[order]
 
@@ -127,8 +127,8 @@ def replay(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "", progres
     n_dom = len(domains)
     times = np.unique(np.concatenate([d.times for d in domains]))
     r_time, r_dom, r_hash = _merged_reads(domains)
-    universe, r_ids = np.unique(np.append(r_hash, ZERO_HASH), return_inverse=True)
-    r_ids = r_ids[:-1].astype(np.int64)
+    universe, r_ids = dense_ids(np.append(r_hash, ZERO_HASH))  # = np.unique(..., return_inverse=True)
+    r_ids = r_ids[:-1].astype(np.int64, copy=False)
     policy = _make_policy(spec, universe, len(r_ids) + len(times))
 
     offsets = np.concatenate([[0], np.cumsum([d.frames for d in domains])]).astype(np.int64)
