@@ -194,6 +194,15 @@ def dense_ids(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq[order], rank[first_ids]
 
 
+def group_ids(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Number equal keys alike: (each key's group id, by first occurrence; number of groups).
+
+    The grouping np.unique gives, without sorting anything.
+    """
+    ids, uniq = _first_seen_ids(np.ascontiguousarray(keys, dtype=np.uint64))
+    return ids, len(uniq)
+
+
 class SharingArea:
     """A content-addressed area of ``capacity`` page slots over ids 0..n_ids-1.
 

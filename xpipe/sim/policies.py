@@ -18,7 +18,7 @@ import numpy as np
 
 from xpipe.hashing import ZERO_HASH
 from xpipe.schemas import PAGE_TYPES
-from xpipe.sim.area import EVICTIONS, SharingArea
+from xpipe.sim.area import EVICTIONS, SharingArea, group_ids
 
 POLICIES = ("none", "zero", "oracle", "scan", "dsa")
 
@@ -54,9 +54,9 @@ def groups_of_two_or_more(hashes: np.ndarray, candidates: np.ndarray) -> tuple[n
     idx = np.flatnonzero(candidates)
     if len(idx) == 0:
         return np.zeros(len(hashes), dtype=bool), 0
-    h = hashes[idx]
-    _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
-    multi = counts[inverse] >= 2
+    ids, n = group_ids(hashes[idx])
+    counts = np.bincount(ids, minlength=n)
+    multi = counts[ids] >= 2
     mask = np.zeros(len(hashes), dtype=bool)
     mask[idx[multi]] = True
     return mask, int(np.count_nonzero(counts >= 2))

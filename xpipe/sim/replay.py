@@ -25,7 +25,7 @@ import polars as pl
 
 from xpipe.hashing import ZERO_HASH
 from xpipe.schemas import PAGE_TYPES, TIMELINE, TYPES
-from xpipe.sim.area import EVICTIONS, dense_ids
+from xpipe.sim.area import EVICTIONS, group_ids, dense_ids
 from xpipe.sim import policies as P
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,12 @@ def _feed_reads(policy: P.Policy, ids: np.ndarray, dom: np.ndarray, n_dom: int):
     return np.bincount(dom, minlength=n_dom), np.bincount(dom[avoided], minlength=n_dom)
 
 
-def replay(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "", progress=None) -> Replay:
-    """Replay ``domains`` (in mix order) under ``spec``; see the module docstring."""
+def replay(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "", progress=None,
+           with_types: bool = True) -> Replay:
+    """Replay ``domains`` (in mix order) under ``spec``; see the module docstring.
+
+    ``with_types=False`` skips the shared-page-type accounting (its table is then empty).
+    """
     n_dom = len(domains)
     times = np.unique(np.concatenate([d.times for d in domains]))
     r_time, r_dom, r_hash = _merged_reads(domains)
@@ -170,12 +174,16 @@ def replay(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "", progres
 
         mapped = shared.mapped
         idx = np.flatnonzero(mapped)
-        _, inv, counts = np.unique(hashes[idx], return_inverse=True, return_counts=True)
-        area_mapped = len(counts)
-        if len(idx):
-            pair = np.unique(inv.astype(np.int64) * n_dom + frame_dom[idx])
-            doms_per_content = np.bincount(pair // n_dom, minlength=len(counts))
-            inter = (doms_per_content[inv] > 1).astype(np.int64)
+        inv, area_mapped = group_ids(hashes[idx])
+        if with_types and len(idx):
+            counts = np.bincount(inv, minlength=area_mapped)
+            # a content is inter-domain when its frames' lowest and highest domain differ
+            dom = frame_dom[idx]
+            low = np.full(area_mapped, n_dom, dtype=dom.dtype)
+            high = np.full(area_mapped, -1, dtype=dom.dtype)
+            np.minimum.at(low, inv, dom)
+            np.maximum.at(high, inv, dom)
+            inter = (low != high)[inv].astype(np.int64)
             saved = (counts[inv] - 1) / counts[inv]
             type_scope += np.bincount(types[idx].astype(np.int64) * 2 + inter, weights=saved,
                                       minlength=len(type_scope))
@@ -216,4 +224,4 @@ def peak_footprint(timeline: pl.DataFrame) -> int:
 
 def capacity(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "") -> list[tuple[int, int]]:
     """(k, peak footprint of the mix's first k domains) for k = 1..len(domains)."""
-    return [(k, peak_footprint(replay(domains[:k], spec, mix).timeline)) for k in range(1, len(domains) + 1)]
+    return [(k, peak_footprint(replay(domains[:k], spec, mix, with_types=False).timeline)) for k in range(1, len(domains) + 1)]
