@@ -16,11 +16,14 @@ from xpipe.capture import CaptureError, DomainSpec, preset, run_capture
 from xpipe.capture.guest import filter_root_reads
 from xpipe.hashing import ZERO_HASH
 
-# Boots QEMU guests: CI must run these (install-capture-deps.sh first), not deselect them.
+# The tests that boot QEMU guests are marked slow (about a minute); CI runs them after
+# scripts/install-capture-deps.sh.
 
 TIMES = [20.0, 25.0, 30.0]
 KPF_BUDDY = 1 << 10
-READ = re.compile(r"^\d+@\d+\.\d+:blk_co_preadv blk 0x[0-9a-f]+ bs 0x[0-9a-f]+ offset (\d+) bytes (\d+) flags 0x[0-9a-f]+$")
+READ = re.compile(
+    r"^\d+@\d+\.\d+:blk_co_preadv blk 0x[0-9a-f]+ bs 0x[0-9a-f]+ offset (\d+) bytes (\d+) flags 0x[0-9a-f]+$"
+)
 
 
 def _require_qemu() -> None:
@@ -55,6 +58,7 @@ def manifest(bundle: Path) -> dict:
     return yaml.safe_load((bundle / "manifest.yaml").read_text())
 
 
+@pytest.mark.slow
 def test_manifest_shape(manifest: dict) -> None:
     assert manifest["format"] == "xpipe-capture/1"
     assert manifest["synthetic"] is False
@@ -62,6 +66,7 @@ def test_manifest_shape(manifest: dict) -> None:
     assert [d["id"] for d in manifest["domains"]] == ["dup-1", "dup-2"]
 
 
+@pytest.mark.slow
 def test_snapshots_at_asked_times_one_hash_per_frame(bundle: Path, manifest: dict) -> None:
     for d in manifest["domains"]:
         frames = d["memory_mib"] * 256
@@ -82,12 +87,14 @@ def test_snapshots_at_asked_times_one_hash_per_frame(bundle: Path, manifest: dic
         assert zero[(flags & KPF_BUDDY) != 0].mean() > 0.9
 
 
+@pytest.mark.slow
 def test_guests_of_one_workload_share_pages(bundle: Path, manifest: dict) -> None:
     a, b = (_u64(bundle, d["snapshots"][-1]["pages"]) for d in manifest["domains"])
     common = np.intersect1d(a[a != ZERO_HASH], b[b != ZERO_HASH])
     assert len(common) > 1000  # same kernel, same files copied from the same disk
 
 
+@pytest.mark.slow
 def test_disk_reads_inside_image(bundle: Path, manifest: dict) -> None:
     disk = manifest["disks"]["busybox-data"]
     blocks = _u64(bundle, disk["block_hashes"])
@@ -107,6 +114,7 @@ def test_disk_reads_inside_image(bundle: Path, manifest: dict) -> None:
     assert np.isin(pages, nonzero_blocks).sum() > 100
 
 
+@pytest.mark.slow
 def test_boot_timeout_names_guest_and_leaves_no_qemu(tmp_path: Path) -> None:
     _require_qemu()
     spec = preset("busybox")
@@ -127,8 +135,8 @@ def test_boot_timeout_names_guest_and_leaves_no_qemu(tmp_path: Path) -> None:
 def test_filter_root_reads_keeps_only_root_disk(tmp_path: Path) -> None:
     root = tmp_path / "root.img"
     lines = [
-        '1@1.0:bdrv_open_common bs 0xa1 filename "%s" flags 0x0 format_name "file"' % root,
-        '1@1.0:bdrv_open_common bs 0xa2 filename "%s" flags 0x0 format_name "raw"' % root,
+        f'1@1.0:bdrv_open_common bs 0xa1 filename "{root}" flags 0x0 format_name "file"',
+        f'1@1.0:bdrv_open_common bs 0xa2 filename "{root}" flags 0x0 format_name "raw"',
         '1@1.0:bdrv_open_common bs 0xb2 filename "/x/kpf.img" flags 0x0 format_name "raw"',
         "1@2.0:blk_co_preadv blk 0xc1 bs 0xa2 offset 4096 bytes 4096 flags 0x0",
         "1@2.1:blk_co_preadv blk 0xc2 bs 0xb2 offset 0 bytes 512 flags 0x0",

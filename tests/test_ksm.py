@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +16,7 @@ def _state() -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 def test_ksm_agrees_with_prediction() -> None:
     missing = not shutil.which("qemu-system-x86_64") or not (KSM / "run").exists() or os.geteuid() != 0
     if missing:
@@ -28,3 +28,5 @@ def test_ksm_agrees_with_prediction() -> None:
     assert _state() == before  # every setting put back
     assert result.predicted > 10_000
     assert abs(1 - result.ratio) <= 0.10, result
+    # Counting QEMU's firmware/ROM blocks too, the prediction is what KSM scans: closer still.
+    assert abs(1 - result.ksm_pages_sharing / result.predicted_all_mergeable) <= 0.05, result

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,8 @@ from typing import Any
 import numpy as np
 
 from xpipe.capture.bundle import FORMAT, hash_file, relative, u64_bytes, write_compact, write_manifest
-from xpipe.capture.errors import CaptureError
 from xpipe.capture.guest import Guest, GuestConfig
-from xpipe.capture.host import scratch_dir
+from xpipe.capture.host import make_scratch, qemu_version
 from xpipe.capture.images import GuestImage, guest_image
 from xpipe.capture.spec import CaptureSpec, DomainSpec
 from xpipe.hashing import ZERO_HASH
@@ -27,11 +25,13 @@ def run_capture(spec: CaptureSpec, out: Path, keep_raw: bool = False, compress: 
     spec.validate()
     image = guest_image(spec.guest)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="xpipe-capture-", dir=scratch_dir()))
+    work = make_scratch("xpipe-capture")
     try:
         disk_entry = _write_disk(image, out, compress)
         domains: list[dict[str, Any]] = []
-        batches = [spec.domains[i : i + spec.batch_size] for i in range(0, len(spec.domains), spec.batch_size)]
+        batches = [
+            spec.domains[i : i + spec.batch_size] for i in range(0, len(spec.domains), spec.batch_size)
+        ]
         for b, batch in enumerate(batches, start=1):
             log.info("batch %d/%d: %s", b, len(batches), ", ".join(d.id for d in batch))
             domains += _run_batch(spec, image, batch, out, work, keep_raw, compress)
@@ -40,7 +40,8 @@ def run_capture(spec: CaptureSpec, out: Path, keep_raw: bool = False, compress: 
     manifest = {
         "format": FORMAT,
         "synthetic": False,
-        "description": spec.description,
+        "description": f"{spec.description}. Guest kernel {image.kernel.name}; {qemu_version()}; "
+        f"snapshot times count from QEMU's start.",
         "page_size": 4096,
         "disks": {image.disk_name: disk_entry},
         "domains": domains,
@@ -59,18 +60,35 @@ def _write_disk(image: GuestImage, out: Path, compress: bool) -> dict[str, Any]:
 
 
 def _run_batch(
-    spec: CaptureSpec, image: GuestImage, batch: list[DomainSpec], out: Path, work: Path,
-    keep_raw: bool, compress: bool,
+    spec: CaptureSpec,
+    image: GuestImage,
+    batch: list[DomainSpec],
+    out: Path,
+    work: Path,
+    keep_raw: bool,
+    compress: bool,
 ) -> list[dict[str, Any]]:
     guests = [
-        Guest(GuestConfig(d.id, d.memory_mib, image.kernel, image.initrd, image.append(d.workload),
-                          image.root_disk, len(spec.times_s), work / d.id))
+        Guest(
+            GuestConfig(
+                d.id,
+                d.memory_mib,
+                image.kernel,
+                image.initrd,
+                image.append(d.workload),
+                image.root_disk,
+                len(spec.times_s),
+                work / d.id,
+            )
+        )
         for d in batch
     ]
     snaps: dict[str, list[dict[str, Any]]] = {d.id: [] for d in batch}
     try:
         for g in guests:
-            log.info("%s: booting (%d MiB, %s)", g.name, g.cfg.memory_mib, image.append(_workload(batch, g.name)))
+            log.info(
+                "%s: booting (%d MiB, %s)", g.name, g.cfg.memory_mib, image.append(_workload(batch, g.name))
+            )
             g.start()
         for g in guests:
             uptime = g.wait_ready(spec.boot_timeout_s)
@@ -79,11 +97,19 @@ def _run_batch(
             wait = max(t - g.elapsed_s() for g in guests)
             if wait > 0:
                 if wait > 5:
-                    log.info("workloads running; snapshot %d/%d at %.0f s in %.0f s", i + 1, len(spec.times_s), t, wait)
+                    log.info(
+                        "workloads running; snapshot %d/%d at %.0f s in %.0f s",
+                        i + 1,
+                        len(spec.times_s),
+                        t,
+                        wait,
+                    )
                 time.sleep(wait)
             elif wait < -1:
                 log.warning("snapshot %d taken %.1f s late (guests too slow)", i, -wait)
-            for g, entry in zip(guests, _snapshot_all(guests, i, t, out, work, keep_raw, compress, len(spec.times_s))):
+            for g, entry in zip(
+                guests, _snapshot_all(guests, i, t, out, work, keep_raw, compress, len(spec.times_s))
+            ):
                 snaps[g.name].append(entry)
     finally:
         for g in guests:
@@ -91,19 +117,23 @@ def _run_batch(
     entries = []
     for d, g in zip(batch, guests):
         reads = g.root_reads()
-        reads_path = write_compact(out / d.id / "reads.log", "".join(l + "\n" for l in reads).encode(), compress)
+        reads_path = write_compact(
+            out / d.id / "reads.log", "".join(l + "\n" for l in reads).encode(), compress
+        )
         console = write_compact(out / d.id / "console.log", g.console.read_bytes(), compress)
         log.info("%s: %d root-disk reads logged", d.id, len(reads))
-        entries.append({
-            "id": d.id,
-            "workload": d.workload,
-            "memory_mib": d.memory_mib,
-            "disk": image.disk_name,
-            "reads": relative(reads_path, out),
-            "reads_start_epoch_s": round(g.start_epoch_s, 6),
-            "console": relative(console, out),
-            "snapshots": snaps[d.id],
-        })
+        entries.append(
+            {
+                "id": d.id,
+                "workload": d.workload,
+                "memory_mib": d.memory_mib,
+                "disk": image.disk_name,
+                "reads": relative(reads_path, out),
+                "reads_start_epoch_s": round(g.start_epoch_s, 6),
+                "console": relative(console, out),
+                "snapshots": snaps[d.id],
+            }
+        )
     return entries
 
 
@@ -112,7 +142,14 @@ def _workload(batch: list[DomainSpec], name: str) -> str:
 
 
 def _snapshot_all(
-    guests: list[Guest], i: int, t: float, out: Path, work: Path, keep_raw: bool, compress: bool, n: int,
+    guests: list[Guest],
+    i: int,
+    t: float,
+    out: Path,
+    work: Path,
+    keep_raw: bool,
+    compress: bool,
+    n: int,
 ) -> list[dict[str, Any]]:
     """Snapshot ``i`` of every guest of a batch, as close together as possible: all kpageflags
     copies at once, then one pmemsave per guest (each paused only for its own dump), then hashing."""
@@ -140,14 +177,23 @@ def _snapshot_all(
         zero = int(np.count_nonzero(hashes == ZERO_HASH))
         log.info(
             "%s: snapshot %d/%d at %.1f s (guest uptime %.1f s): %d frames, %d zero, %d distinct non-zero",
-            g.name, i + 1, n, taken_at, uptime, len(hashes), zero, len(np.unique(hashes[hashes != ZERO_HASH])),
+            g.name,
+            i + 1,
+            n,
+            taken_at,
+            uptime,
+            len(hashes),
+            zero,
+            len(np.unique(hashes[hashes != ZERO_HASH])),
         )
-        entries.append({
-            "time_s": float(t),
-            "taken_at_s": round(taken_at, 3),
-            "guest_uptime_s": uptime,
-            "pages": relative(pages, out),
-            "kpageflags": relative(kpf, out),
-        })
+        entries.append(
+            {
+                "time_s": float(t),
+                "taken_at_s": round(taken_at, 3),
+                "guest_uptime_s": uptime,
+                "pages": relative(pages, out),
+                "kpageflags": relative(kpf, out),
+            }
+        )
     log.debug("snapshot %d of %d guests took %.1f s", i, len(guests), time.monotonic() - t0)
     return entries

@@ -6,10 +6,10 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.spec import PRESETS, DomainSpec, preset
@@ -19,12 +19,13 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def _interruptible() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so every `finally` (QEMU, KSM settings) runs."""
+    """Turn SIGINT/SIGTERM/SIGHUP into KeyboardInterrupt so every `finally` (QEMU, KSM settings) runs."""
 
     def handler(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT too: a capture started from a script in the background has SIGINT ignored.
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -33,12 +34,14 @@ def _interruptible() -> Iterator[None]:
 
 
 def _setup_logging(verbose: bool) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.DEBUG if verbose else logging.INFO,
-            format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
-        )
+    """Progress lines of xpipe.capture go to stderr whatever the caller configured for logging."""
+    logger = logging.getLogger("xpipe.capture")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 def _run(fn, args: argparse.Namespace) -> int:
@@ -53,7 +56,7 @@ def _run(fn, args: argparse.Namespace) -> int:
         log.error("error: %s", e)
         return 2
     except KeyboardInterrupt:
-        log.error("interrupted; guests stopped and settings restored")
+        log.error("interrupted; all guests stopped (and host settings restored)")
         return 130
 
 
@@ -79,11 +82,20 @@ def add_capture_parser(subparsers) -> argparse.ArgumentParser:
         "a capture bundle (docs/capture-bundle.md). Needs scripts/install-capture-deps.sh.",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
-    p.add_argument("--preset", choices=PRESETS, default="default",
-                   help="default: the shipped Debian data; busybox: small fast guests (default: %(default)s)")
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="default",
+        help="default: the shipped Debian data; busybox: small fast guests (default: %(default)s)",
+    )
     p.add_argument("--times", type=_floats, help="snapshot times in guest seconds, e.g. 10,20,30")
-    p.add_argument("--domain", type=_domain, action="append", metavar="ID:WORKLOAD",
-                   help="capture these domains instead of the preset's (repeatable)")
+    p.add_argument(
+        "--domain",
+        type=_domain,
+        action="append",
+        metavar="ID:WORKLOAD",
+        help="capture these domains instead of the preset's (repeatable)",
+    )
     p.add_argument("--memory-mib", type=int, help="guest memory of every domain")
     p.add_argument("--batch-size", type=int, help="guests booted at once")
     p.add_argument("--boot-timeout", type=float, help="seconds a guest may take to boot")
@@ -124,10 +136,18 @@ def add_validate_ksm_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--guests", type=int, default=3, help="guests to boot (at least 3; default %(default)s)")
     p.add_argument("--memory-mib", type=int, default=256, help="memory per guest (default %(default)s)")
-    p.add_argument("--tolerance", type=float, default=0.10,
-                   help="largest accepted |1 - KSM/predicted| (default %(default)s)")
-    p.add_argument("--settle-timeout", type=float, default=240.0,
-                   help="seconds to wait for pages_sharing to settle (default %(default)s)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.10,
+        help="largest accepted |1 - KSM/predicted| (default %(default)s)",
+    )
+    p.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=240.0,
+        help="seconds to wait for pages_sharing to settle (default %(default)s)",
+    )
     p.add_argument("--boot-timeout", type=float, default=120.0)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=lambda a: _run(_validate_ksm, a))
@@ -143,8 +163,14 @@ def _validate_ksm(args: argparse.Namespace) -> int:
     print(f"KSM pages_sharing:            {result.ksm_pages_sharing}")
     print(f"xpipe predicted pages saved:  {result.predicted}")
     print(f"ratio KSM/predicted:          {result.ratio:.4f}")
-    print(f"(host-backed guest pages {result.present}, distinct contents {result.distinct}, "
-          f"pages_shared {result.ksm_pages_shared})")
+    print(f"host-backed guest pages:      {result.present} ({result.zero} of them zero)")
+    print(f"distinct contents:            {result.distinct}")
+    print(f"contents with 2+ copies:      {result.duplicated} (KSM pages_shared {result.ksm_pages_shared})")
+    extra = result.predicted_all_mergeable
+    print(
+        f"over all of QEMU's mergeable memory (guest RAM + firmware/ROM/ACPI blocks): predicted {extra}, "
+        f"ratio {result.ksm_pages_sharing / extra if extra else float('nan'):.4f}"
+    )
     if abs(1 - result.ratio) > args.tolerance:
         print(f"FAIL: ratio outside 1 +/- {args.tolerance}")
         return 1

@@ -89,6 +89,7 @@ class Guest:
 
     def command_line(self) -> list[str]:
         c = self.cfg
+        # fmt: off
         return [
             require_tool("qemu-system-x86_64"),
             "-name", c.name,
@@ -97,7 +98,8 @@ class Guest:
             "-m", str(c.memory_mib),
             "-smp", "1",
             "-nodefaults", "-display", "none", "-no-reboot",
-            "-kernel", str(c.kernel), "-initrd", str(c.initrd),
+            "-kernel", str(c.kernel),
+            "-initrd", str(c.initrd),
             "-append", c.append,
             "-chardev", f"file,id=con,path={self.console}", "-serial", "chardev:con",
             "-chardev", f"socket,id=ctl,path={self.ctl_sock},server=on,wait=off", "-serial", "chardev:ctl",
@@ -109,6 +111,7 @@ class Guest:
             "-trace", f"events={self.events},file={self.trace}",
             "-msg", "timestamp=on",
         ]
+        # fmt: on
 
     def start(self) -> None:
         c = self.cfg
@@ -122,10 +125,15 @@ class Guest:
         log.debug("%s: %s", c.name, " ".join(cmd))
         self.start_epoch_s = time.time()
         self.start_mono = time.monotonic()
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=open(c.workdir / "qemu.out", "wb"),
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
-        )
+        with open(c.workdir / "qemu.out", "wb") as out:  # QEMU keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads here)
+            )
         try:
             self.qmp = QMP(self.qmp_sock)
             self.ctl = _connect_unix(self.ctl_sock)
@@ -146,10 +154,15 @@ class Guest:
             self.ctl.settimeout(min(left, 1.0))
             try:
                 chunk = self.ctl.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
-            if not chunk:
-                raise self.failure("control channel closed")
+            if not chunk:  # QEMU is going away: give it a moment so its exit status and message show
+                try:
+                    assert self.proc is not None
+                    self.proc.wait(3)
+                    raise self.failure(f"QEMU exited with status {self.proc.returncode}")
+                except subprocess.TimeoutExpired:
+                    raise self.failure("closed its control channel") from None
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         return line.decode(errors="replace").strip()
@@ -195,12 +208,17 @@ class Guest:
                     raise self.failure(f"gave a malformed snapshot answer {line!r}")
                 return float(parts[2]), int(parts[3])
 
-    def pmemsave(self, path: Path) -> None:
-        """Dump all guest RAM (guest-physical 0..memory) to ``path`` with the guest paused."""
+    def pmemsave(self, path: Path, pause: bool = True) -> None:
+        """Dump all guest RAM (guest-physical 0..memory) to ``path``; the guest is paused during
+        the dump unless the caller has paused it already (``pause=False``)."""
         assert self.qmp is not None
+        size = self.cfg.memory_mib << 20
+        if not pause:
+            self.qmp.command("pmemsave", val=0, size=size, filename=str(path))
+            return
         self.qmp.command("stop")
         try:
-            self.qmp.command("pmemsave", val=0, size=self.cfg.memory_mib << 20, filename=str(path))
+            self.qmp.command("pmemsave", val=0, size=size, filename=str(path))
         finally:
             self.qmp.command("cont")
 
@@ -232,7 +250,8 @@ class Guest:
             text = self.console.read_text(errors="replace")
         except OSError:
             return "(no console output)"
-        return "\n".join(text.splitlines()[-n:]) or "(no console output)"
+        lines = [line for line in text.splitlines() if line.strip()]
+        return "\n".join(lines[-n:]) or "(no console output)"
 
     def qemu_output(self) -> str:
         try:
@@ -280,7 +299,9 @@ class Guest:
             self.ctl = None
 
 
-_OPEN = re.compile(r'bdrv_open_common bs (0x[0-9a-f]+) filename "([^"]*)" flags 0x[0-9a-f]+ format_name "([^"]*)"')
+_OPEN = re.compile(
+    r'bdrv_open_common bs (0x[0-9a-f]+) filename "([^"]*)" flags 0x[0-9a-f]+ format_name "([^"]*)"'
+)
 _READ = re.compile(r"blk_co_preadv blk 0x[0-9a-f]+ bs (0x[0-9a-f]+) ")
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +42,18 @@ def scratch_dir() -> Path:
     return Path(os.environ.get("TMPDIR", "/tmp"))
 
 
+def make_scratch(prefix: str) -> Path:
+    """A fresh scratch folder ``PREFIX-PID-XXXX`` on tmpfs; first removes those of dead processes
+    (left by a capture that was SIGKILLed, which could not clean up its raw dumps)."""
+    base = scratch_dir()
+    for old in base.glob(f"{prefix}-*-*"):
+        pid = old.name[len(prefix) + 1 :].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            log.info("removing stale scratch folder %s", old)
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=base))
+
+
 @dataclass(frozen=True)
 class GuestKernel:
     """A distribution kernel from /boot with its initrd and module tree."""
@@ -63,10 +78,9 @@ def find_kernel(boot: Path = Path("/boot")) -> GuestKernel:
             f"no guest kernel: expected {boot}/vmlinuz-V with {boot}/initrd.img-V and /lib/modules/V; "
             f"{INSTALL_HINT}"
         )
+
     # Sort numerically-ish so 6.1.0-10 beats 6.1.0-9.
     def key(k: GuestKernel) -> list:
-        import re
-
         return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", k.version)]
 
     kernel = max(candidates, key=key)
@@ -74,3 +88,11 @@ def find_kernel(boot: Path = Path("/boot")) -> GuestKernel:
         raise CaptureError(f"{kernel.vmlinuz} is not readable; {INSTALL_HINT}")
     log.debug("guest kernel %s", kernel.version)
     return kernel
+
+
+def qemu_version() -> str:
+    """First line of `qemu-system-x86_64 --version`, for the manifest's provenance."""
+    out = subprocess.run(
+        [require_tool("qemu-system-x86_64"), "--version"], check=False, capture_output=True, text=True
+    )
+    return out.stdout.splitlines()[0].strip() if out.stdout else "QEMU (unknown version)"

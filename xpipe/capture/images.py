@@ -32,4 +32,6 @@ def guest_image(kind: str) -> GuestImage:
     kernel = find_kernel()
     if kind == "debian":
         return GuestImage(kind, SUITE, kernel.vmlinuz, kernel.initrd, debian_image())
-    return GuestImage(kind, "busybox-data", kernel.vmlinuz, busybox_initramfs(kernel), busybox_data_disk(kernel))
+    return GuestImage(
+        kind, "busybox-data", kernel.vmlinuz, busybox_initramfs(kernel), busybox_data_disk(kernel)
+    )

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from xpipe.capture.errors import CaptureError
+from xpipe.capture.ext4 import pack_ext4
 from xpipe.capture.host import INSTALL_HINT, GuestKernel, cache_dir, require_tool
 from xpipe.capture.workloads import BUSYBOX_WORKLOADS, COMMON_SH, busybox_run_script
 
@@ -22,11 +21,23 @@ log = logging.getLogger(__name__)
 
 #: Modules to load, dependencies first (virtio disk, then ext4 to mount it).
 MODULE_NAMES = (
-    "virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
-    "virtio_blk", "crc16", "mbcache", "jbd2", "crc32c_generic", "libcrc32c", "ext4",
+    "virtio",
+    "virtio_ring",
+    "virtio_pci_legacy_dev",
+    "virtio_pci_modern_dev",
+    "virtio_pci",
+    "virtio_blk",
+    "crc16",
+    "mbcache",
+    "jbd2",
+    "crc32c_generic",
+    "libcrc32c",
+    "ext4",
 )
 #: Size of the busybox guests' data disk.
 DATA_DISK_MIB = 48
+DATA_UUID = "5d0c5b8e-2f61-4a0f-8e4e-7b1d7c6f9a10"
+DATA_HASH_SEED = "0f3e6a1c-9b2d-4e8f-a7c5-d1e2f3a4b5c6"
 
 
 def _newc(entries: list[tuple[str, int, bytes]]) -> bytes:
@@ -89,7 +100,9 @@ def busybox_initramfs(kernel: GuestKernel, root: Path | None = None) -> Path:
         entries.append((f"lib/modules/{m.name}", 0o100644, m.read_bytes()))
     for name, body in BUSYBOX_WORKLOADS.items():
         entries.append((f"xpipe/work-{name}", 0o100755, body.encode()))
-        entries.append((f"xpipe/run-{name}", 0o100755, busybox_run_script(name, [m.name for m in modules]).encode()))
+        entries.append(
+            (f"xpipe/run-{name}", 0o100755, busybox_run_script(name, [m.name for m in modules]).encode())
+        )
     blob = _newc(entries)
     root = root or cache_dir()
     path = root / f"busybox-initramfs-{kernel.version}-{hashlib.sha256(blob).hexdigest()[:12]}.cpio"
@@ -97,17 +110,20 @@ def busybox_initramfs(kernel: GuestKernel, root: Path | None = None) -> Path:
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(blob)
         tmp.rename(path)
+        for stale in root.glob(f"busybox-initramfs-{kernel.version}-*.cpio"):  # older scripts
+            if stale != path:
+                stale.unlink()
     return path
 
 
 def busybox_data_disk(kernel: GuestKernel, root: Path | None = None) -> Path:
     """Cached ext4 image with a `data/` folder of files the guests read and copy."""
     root = root or cache_dir()
-    image = root / f"busybox-data-{kernel.version}.img"
+    image = root / f"busybox-data-{kernel.version}-b4096.img"  # 4 KiB ext4 blocks (see ext4.py)
     if image.exists():
         return image
-    mkfs = require_tool("mkfs.ext4")
-    src = root / f"busybox-data-{kernel.version}.d"
+    require_tool("mkfs.ext4")  # fail before copying files
+    src = image.with_suffix(".d")
     if src.exists():
         shutil.rmtree(src)
     data = src / "data"
@@ -121,14 +137,9 @@ def busybox_data_disk(kernel: GuestKernel, root: Path | None = None) -> Path:
         shutil.copyfile(f, data / f.name)
         budget -= size
     tmp = image.with_suffix(".tmp")
-    env = dict(os.environ, E2FSPROGS_FAKE_TIME="1700000000")
-    proc = subprocess.run(
-        [mkfs, "-q", "-F", "-U", "5d0c5b8e-2f61-4a0f-8e4e-7b1d7c6f9a10",
-         "-E", "hash_seed=0f3e6a1c-9b2d-4e8f-a7c5-d1e2f3a4b5c6", "-d", str(src), str(tmp), f"{DATA_DISK_MIB}M"],
-        capture_output=True, text=True, env=env,
-    )
-    shutil.rmtree(src)
-    if proc.returncode != 0:
-        raise CaptureError(f"mkfs.ext4 -d failed: {proc.stderr.strip()}")
+    try:
+        pack_ext4(src, tmp, DATA_DISK_MIB, DATA_UUID, DATA_HASH_SEED)
+    finally:
+        shutil.rmtree(src)
     tmp.rename(image)
     return image

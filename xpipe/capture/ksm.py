@@ -13,20 +13,20 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from xpipe.capture.bundle import hash_file
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.guest import Guest, GuestConfig
-from xpipe.capture.host import scratch_dir
+from xpipe.capture.host import make_scratch
 from xpipe.capture.images import guest_image
+from xpipe.hashing import ZERO_HASH, hash_pages
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,13 @@ class KsmResult:
     ksm_pages_shared: int
     present: int
     distinct: int
+    #: Contents held by two or more backed pages: what KSM keeps one copy of (its pages_shared).
+    duplicated: int = 0
+    #: Backed pages that are all zeros (most of the saving on freshly booted guests).
+    zero: int = 0
+    #: The same prediction over every mergeable QEMU mapping (guest RAM plus firmware, ROM
+    #: and ACPI blocks, which QEMU also marks mergeable): what KSM actually scans.
+    predicted_all_mergeable: int = 0
 
     @property
     def predicted(self) -> int:
@@ -101,7 +108,9 @@ def host_settings() -> Iterator[None]:
                 action()
             except CaptureError as e:
                 log.error("restoring host settings: %s", e)
-        log.info("host settings restored: ksm run=%s, THP %s", _read("run"), _thp_mode() if THP.exists() else "-")
+        log.info(
+            "host settings restored: ksm run=%s, THP %s", _read("run"), _thp_mode() if THP.exists() else "-"
+        )
 
 
 def guest_ram_mapping(pid: int, size: int) -> int:
@@ -113,7 +122,9 @@ def guest_ram_mapping(pid: int, size: int) -> int:
         if hi - lo == size and fields[1].startswith("rw") and len(fields) < 6:
             found.append(lo)
     if len(found) != 1:
-        raise CaptureError(f"QEMU pid {pid}: expected one anonymous rw mapping of {size} bytes, found {len(found)}")
+        raise CaptureError(
+            f"QEMU pid {pid}: expected one anonymous rw mapping of {size} bytes, found {len(found)}"
+        )
     return found[0]
 
 
@@ -127,6 +138,36 @@ def present_frames(pid: int, size: int) -> np.ndarray:
     if len(entries) != n:
         raise CaptureError(f"QEMU pid {pid}: short pagemap read ({len(entries)} of {n} entries)")
     return (entries & np.uint64(PAGEMAP_PRESENT | PAGEMAP_SWAPPED)) != 0
+
+
+def _mergeable_mappings(pid: int) -> list[tuple[int, int]]:
+    """(start, end) of each mapping of ``pid`` marked MADV_MERGEABLE (`mg` in smaps VmFlags)."""
+    out = []
+    start = end = 0
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
+        if head:
+            start, end = int(head.group(1), 16), int(head.group(2), 16)
+        elif line.startswith("VmFlags:") and " mg" in line:
+            out.append((start, end))
+    return out
+
+
+def other_mergeable_pages(pid: int, ram_start: int) -> np.ndarray:
+    """Hashes of the host-backed pages of QEMU's mergeable mappings other than guest RAM."""
+    hashes = []
+    with open(f"/proc/{pid}/pagemap", "rb") as pm, open(f"/proc/{pid}/mem", "rb") as mem:
+        for lo, hi in _mergeable_mappings(pid):
+            if lo == ram_start:
+                continue
+            pm.seek(lo // 4096 * 8)
+            entries = np.frombuffer(pm.read((hi - lo) // 4096 * 8), dtype="<u8")
+            backed = (entries & np.uint64(PAGEMAP_PRESENT | PAGEMAP_SWAPPED)) != 0
+            if not backed.any():
+                continue
+            mem.seek(lo)
+            hashes.append(hash_pages(mem.read(hi - lo))[backed])
+    return np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
 
 
 def _wait_settled(timeout_s: float, window_s: float = 8.0, tol: float = 0.002) -> int:
@@ -145,8 +186,12 @@ def _wait_settled(timeout_s: float, window_s: float = 8.0, tol: float = 0.002) -
             log.info("KSM settled after %.0f s: pages_sharing %d (%d full scans)", now - t0, sharing, scans)
             return sharing
         if now - last_report >= 5:
-            log.info("KSM merging: pages_sharing %d, pages_shared %s, full scans %d",
-                     sharing, _read("pages_shared"), scans)
+            log.info(
+                "KSM merging: pages_sharing %d, pages_shared %s, full scans %d",
+                sharing,
+                _read("pages_shared"),
+                scans,
+            )
             last_report = now
         if now - t0 > timeout_s:
             raise CaptureError(f"KSM pages_sharing did not settle within {timeout_s:.0f} s (last {sharing})")
@@ -156,11 +201,21 @@ def _wait_settled(timeout_s: float, window_s: float = 8.0, tol: float = 0.002) -
 def validate_ksm(n_guests: int, memory_mib: int, settle_timeout_s: float, boot_timeout_s: float) -> KsmResult:
     """Boot ``n_guests`` busybox guests, let KSM merge them, and compare with xpipe's prediction."""
     image = guest_image("busybox")
-    work = Path(tempfile.mkdtemp(prefix="xpipe-ksm-", dir=scratch_dir()))
+    work = make_scratch("xpipe-ksm")
     size = memory_mib << 20
     guests = [
-        Guest(GuestConfig(f"ksm-{i + 1}", memory_mib, image.kernel, image.initrd, image.append("dup"),
-                          image.root_disk, 1, work / f"ksm-{i + 1}"))
+        Guest(
+            GuestConfig(
+                f"ksm-{i + 1}",
+                memory_mib,
+                image.kernel,
+                image.initrd,
+                image.append("dup"),
+                image.root_disk,
+                1,
+                work / f"ksm-{i + 1}",
+            )
+        )
         for i in range(n_guests)
     ]
     try:
@@ -178,11 +233,12 @@ def validate_ksm(n_guests: int, memory_mib: int, settle_timeout_s: float, boot_t
                     g.pause()
                 # Pagemap before pmemsave: reading a never-touched page would make the host back it.
                 present = [present_frames(g.pid, size) for g in guests]
+                extra = [other_mergeable_pages(g.pid, guest_ram_mapping(g.pid, size)) for g in guests]
                 sharing, shared = int(_read("pages_sharing")), int(_read("pages_shared"))
                 hashes = []
                 for g in guests:
                     raw = work / f"{g.name}.raw"
-                    g.qmp.command("pmemsave", val=0, size=size, filename=str(raw))  # type: ignore[union-attr]
+                    g.pmemsave(raw, pause=False)  # already paused: keep all guests still
                     hashes.append(hash_file(raw, frames=g.cfg.frames))
                     raw.unlink()
             finally:
@@ -191,7 +247,23 @@ def validate_ksm(n_guests: int, memory_mib: int, settle_timeout_s: float, boot_t
     finally:
         shutil.rmtree(work, ignore_errors=True)
     backed = np.concatenate([h[p] for h, p in zip(hashes, present)])
-    result = KsmResult(sharing, shared, int(len(backed)), int(len(np.unique(backed))))
-    log.info("host-backed guest pages %d, distinct contents %d, predicted saved %d, KSM pages_sharing %d",
-             result.present, result.distinct, result.predicted, sharing)
+    _, counts = np.unique(backed, return_counts=True)
+    everything = np.concatenate([backed, *extra])
+    result = KsmResult(
+        sharing,
+        shared,
+        len(backed),
+        len(counts),
+        duplicated=int(np.count_nonzero(counts > 1)),
+        zero=int(np.count_nonzero(backed == ZERO_HASH)),
+        predicted_all_mergeable=int(len(everything) - len(np.unique(everything))),
+    )
+    log.info(
+        "host-backed guest pages %d (%d zero), distinct contents %d, predicted saved %d, KSM pages_sharing %d",
+        result.present,
+        result.zero,
+        result.distinct,
+        result.predicted,
+        sharing,
+    )
     return result

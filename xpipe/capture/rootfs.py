@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from xpipe.capture.errors import CaptureError
+from xpipe.capture.ext4 import pack_ext4
 from xpipe.capture.host import cache_dir, require_tool
 from xpipe.capture.workloads import COMMON_SH, DEBIAN_WORKLOADS, debian_run_script
 
@@ -24,6 +25,8 @@ SUITE = "bookworm"
 PACKAGES = ("python3", "sqlite3", "xz-utils", "gcc", "libc6-dev", "libstb-dev")
 #: Free space left in the image beyond its files (the guest mounts it read-only).
 SLACK_BYTES = 64 << 20
+ROOT_UUID = "8f1c3a3e-5b1e-4a7c-9a55-2f4c1f0b7e01"
+ROOT_HASH_SEED = "3c7e0f5a-1d2b-4c3e-8f9a-0b1c2d3e4f50"
 
 
 def _digest(*parts: str) -> str:
@@ -49,7 +52,7 @@ def _tree(root: Path) -> Path:
     mirror = os.environ.get("XPIPE_DEBIAN_MIRROR")
     if mirror:
         cmd.append(mirror)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
         raise CaptureError(f"debootstrap failed (exit {proc.returncode}):\n{tail}")
@@ -69,7 +72,10 @@ def _install_scripts(tree: Path) -> None:
     xdir.mkdir()
     (xdir / "common.sh").write_text(COMMON_SH)
     for name, body in DEBIAN_WORKLOADS.items():
-        for path, text in ((xdir / f"work-{name}", "#!/bin/sh\n" + body), (xdir / f"run-{name}", debian_run_script(name))):
+        for path, text in (
+            (xdir / f"work-{name}", "#!/bin/sh\n" + body),
+            (xdir / f"run-{name}", debian_run_script(name)),
+        ):
             path.write_text(text)
             path.chmod(0o755)
 
@@ -89,25 +95,16 @@ def debian_image(root: Path | None = None) -> Path:
     """Path of the cached ext4 image of the Debian workload guest; builds it if missing."""
     root = root or cache_dir()
     scripts = COMMON_SH + "".join(f"{k}\0{v}" for k, v in sorted(DEBIAN_WORKLOADS.items()))
-    image = root / f"{SUITE}-{_digest(SUITE, *PACKAGES, scripts, debian_run_script('x'))}.img"
+    image = root / f"{SUITE}-{_digest(SUITE, *PACKAGES, scripts, debian_run_script('x'), 'ext4 -b 4096')}.img"
     if image.exists():
         return image
     tree = _tree(root)
     _install_scripts(tree)
-    mkfs = require_tool("mkfs.ext4")
     # Whole MiB so the image is a whole number of 4 KiB blocks; inodes have their own overhead.
     size_mib = (int(_du_bytes(tree) * 1.25) + SLACK_BYTES) // (1 << 20) + 1
     tmp = image.with_suffix(".tmp")
     log.info("packing %s (%d MiB) with mkfs.ext4 -d", image.name, size_mib)
-    # Fixed UUID/hash seed: the same tree packs into the same blocks.
-    env = dict(os.environ, E2FSPROGS_FAKE_TIME="1700000000")
-    proc = subprocess.run(
-        [mkfs, "-q", "-F", "-L", "xpipe-root", "-U", "8f1c3a3e-5b1e-4a7c-9a55-2f4c1f0b7e01",
-         "-E", "hash_seed=3c7e0f5a-1d2b-4c3e-8f9a-0b1c2d3e4f50", "-d", str(tree), str(tmp), f"{size_mib}M"],
-        capture_output=True, text=True, env=env,
-    )
-    if proc.returncode != 0:
-        raise CaptureError(f"mkfs.ext4 -d {tree} failed: {proc.stderr.strip()}")
+    pack_ext4(tree, tmp, size_mib, ROOT_UUID, ROOT_HASH_SEED, label="xpipe-root")
     tmp.rename(image)
     for stale in root.glob(f"{SUITE}-*.img"):  # images of older scripts: 0.5 GB each
         if stale != image:

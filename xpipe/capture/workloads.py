@@ -103,14 +103,14 @@ for top in ("/usr/share", "/usr/lib/python3.11"):
     for d, _, fs in os.walk(top):
         files += [os.path.join(d, f)[len("/usr"):] for f in fs if os.path.isfile(os.path.join(d, f))]
 files.sort()
-n = nbytes = 0
+n = nbytes = errors = 0
 while True:
     path = rng.choice(files)
     try:
         with urllib.request.urlopen("http://127.0.0.1:8000" + path, timeout=10) as r:
             nbytes += len(r.read())
     except Exception as e:  # server not up yet, or an unreadable file: keep going
-        errors = locals().get("errors", 0) + 1
+        errors += 1
         if errors % 200 == 1:
             print("web error", e, flush=True)
         time.sleep(0.05)
@@ -119,15 +119,15 @@ while True:
         print("web requests", n, "bytes", nbytes, flush=True)
 PY
 """,
-    # A compressor over real files of the image.
-    "xz": r"""
+    # A compressor (xz, then gzip) over real files of the image.
+    "compress": r"""
 i=0
 while :; do
     for d in /usr/share/doc /usr/lib/python3.11 /usr/share/perl5 /usr/bin /usr/lib/x86_64-linux-gnu; do
         [ -d "$d" ] || continue
         tar cf - "$d" 2>/dev/null | xz -6 -T1 > /tmp/work/a.tar.xz
         tar cf - "$d" 2>/dev/null | gzip -6 > /tmp/work/a.tar.gz
-        i=$((i + 1)); echo "xz round $i $d $(wc -c < /tmp/work/a.tar.xz)"
+        i=$((i + 1)); echo "compress round $i $d $(wc -c < /tmp/work/a.tar.xz)"
     done
 done
 """,
@@ -169,7 +169,7 @@ BUSYBOX_WORKLOADS: dict[str, str] = {
     "dup": r"""
 cp -r /mnt/data /tmp/work/copy 2>/dev/null || dd if=/dev/vda of=/tmp/work/copy bs=65536 count=256
 dd if=/dev/urandom of=/tmp/work/own bs=65536 count=64 2>/dev/null
-while :; do cat /mnt/data/* > /dev/null 2>&1; sleep 1; done
+while :; do cat /mnt/data/* > /dev/null 2>&1; sleep 5; done
 """,
     "idle": r"""
 while :; do sleep 3600; done
@@ -179,10 +179,7 @@ while :; do sleep 3600; done
 
 def debian_run_script(workload: str) -> str:
     """``/xpipe/run-<workload>`` of the Debian guest."""
-    return (
-        "#!/bin/sh\n. /xpipe/common.sh\nmount_basics\n"
-        f"start_workload /xpipe/work-{workload}\nserve\n"
-    )
+    return f"#!/bin/sh\n. /xpipe/common.sh\nmount_basics\nstart_workload /xpipe/work-{workload}\nserve\n"
 
 
 def busybox_run_script(workload: str, modules: list[str]) -> str:

@@ -82,7 +82,8 @@ def area_size(df: pd.DataFrame, out: str | Path) -> None:
         sns.lineplot(d, x="area", y="savings_pct", ax=ax, legend=False, **style)
         ax.axhline(d["oracle_savings_pct"].iloc[0], ls="--", color="grey")
         ax.set(xscale="log", xlabel="sharing area (MiB)", ylabel="memory saved vs no sharing (%)")
-    axes[0][0].legend(title="grey dashed: ideal / oracle", fontsize="small", loc="lower right")
+    axes[0][0].legend(title="grey dashed: ideal / oracle", fontsize="small", loc="upper left",
+                      bbox_to_anchor=(0, -1.6), ncol=4)
     fig.suptitle(_title("Designated sharing area: I/O and memory against area size "
                         "(eviction rule; zero page admitted or not)", df))
     _save(fig, out)
@@ -93,7 +94,8 @@ def page_types(df: pd.DataFrame, out: str | Path) -> None:
     pivot = df.pivot_table(index=["bar", "scope"], columns="page_type", values="saved_mib",
                            aggfunc="sum", fill_value=0, observed=True)
     scopes = ["inter", "intra"]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), sharey=True)
+    # own y scales: intra-domain sharing is often two orders of magnitude smaller
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     colors = dict(zip(sorted(df["page_type"].unique()), sns.color_palette("tab10")))
     for ax, scope in zip(axes, scopes):
         part = pivot.xs(scope, level="scope") if scope in pivot.index.get_level_values("scope") else None
@@ -101,7 +103,8 @@ def page_types(df: pd.DataFrame, out: str | Path) -> None:
             ax.set_title(f"{scope}-domain sharing: no pages saved")
             ax.set(xlabel="mix / policy", ylabel="pages saved (MiB)")
             continue
-        part.plot(kind="bar", stacked=True, ax=ax, color=[colors[c] for c in part.columns], rot=30)
+        part.plot(kind="bar", stacked=True, ax=ax, color=[colors[c] for c in part.columns], rot=45)
+        ax.set_xticks(ax.get_xticks(), ax.get_xticklabels(), ha="right", rotation_mode="anchor")
         ax.set(title=f"{scope}-domain sharing", xlabel="mix / policy", ylabel="pages saved (MiB)")
         ax.legend(title="page type", fontsize="small")
     fig.suptitle(_title("What gets shared: pages saved by type (mean over snapshots)", df))
