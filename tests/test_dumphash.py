@@ -1,12 +1,12 @@
 """`xpipe hash` (xpipe.dumphash): exact page tables of small dumps built here."""
 
-import struct
 
 import numpy as np
 import polars as pl
 import pytest
 import xxhash
 
+from elfcore import elf_core
 from xpipe import dumphash
 from xpipe.cli import main
 from xpipe.dumphash import hash_dump
@@ -28,22 +28,6 @@ def random_pages(n, seed=0, zero_every=3):
 
 def xxh(data):
     return [xxhash.xxh3_64_intdigest(data[i:i + PAGE_SIZE]) for i in range(0, len(data), PAGE_SIZE)]
-
-
-def elf_core(segments, header_pad=0):
-    """A minimal ELF64 core: a PT_NOTE then one PT_LOAD per (paddr, data); data
-    starts right after the headers (+ header_pad), so offsets need not be page-aligned."""
-    phnum = len(segments) + 1
-    off = 64 + 56 * phnum + header_pad
-    header = bytearray(64)
-    header[:16] = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
-    struct.pack_into("<HHIQQQIHHHHHH", header, 16, 4, 62, 1, 0, 64, 0, 0, 64, 56, phnum, 0, 0, 0)
-    ph = struct.pack("<IIQQQQQQ", 4, 0, off, 0, 0, 0, 0, 0)  # PT_NOTE, empty
-    body = b""
-    for paddr, data in segments:
-        ph += struct.pack("<IIQQQQQQ", 1, 7, off + len(body), 0, paddr, len(data), len(data), 0)
-        body += data
-    return bytes(header) + ph + bytes(header_pad) + body
 
 
 @pytest.fixture(params=[1, 2], ids=["one-process", "forked"])

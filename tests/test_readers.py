@@ -1,13 +1,13 @@
 """Stage 1 readers: every format read exactly, every bad input named."""
 
 import gzip
-import struct
 
 import numpy as np
 import pytest
 import xxhash
 import yaml
 
+from elfcore import elf_core
 from xpipe.errors import InputError
 from xpipe.hashing import PAGE_SIZE, ZERO_HASH, hash_pages
 from xpipe.readers.blktrace import read_blk_trace
@@ -54,21 +54,6 @@ def test_pmemsave(tmp_path):
     (tmp_path / "short.raw").write_bytes(pages(1) + b"x")
     with pytest.raises(InputError, match="short.raw, offset 4096: expected a whole number"):
         read_pmemsave(tmp_path / "short.raw")
-
-
-def elf_core(segments):
-    """A minimal ELF64 core: a PT_NOTE then one PT_LOAD per (paddr, data)."""
-    phnum = len(segments) + 1
-    off = 64 + 56 * phnum
-    header = bytearray(64)
-    header[:6] = b"\x7fELF\x02\x01"
-    struct.pack_into("<HHIQQQIHHHHHH", header, 16, 4, 62, 1, 0, 64, 0, 0, 64, 56, phnum, 0, 0, 0)
-    ph = struct.pack("<IIQQQQQQ", 4, 0, off, 0, 0, 0, 0, 0)  # PT_NOTE, empty
-    body = b""
-    for paddr, data in segments:
-        ph += struct.pack("<IIQQQQQQ", 1, 7, off + len(body), 0, paddr, len(data), len(data), 0)
-        body += data
-    return bytes(header) + ph + body
 
 
 def test_elf_core_maps_guest_physical_addresses(tmp_path):
