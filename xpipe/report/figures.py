@@ -55,7 +55,9 @@ def savings(df: pd.DataFrame, out: str | Path) -> None:
 def footprint_time(df: pd.DataFrame, out: str | Path) -> None:
     df = df.sort_values("policy", key=lambda s: s.map(POLICY_ORDER.index))
     g = sns.relplot(df, x="time_s", y="footprint_mib", hue="run", style="run", col="mix", kind="line",
-                    markers=True, dashes=True, col_wrap=3, height=3.5, facet_kws={"sharey": False})
+                    markers=True, dashes=True, col_wrap=min(4, df["mix"].nunique()), height=3.5,
+                    facet_kws={"sharey": False})
+    sns.move_legend(g, "upper left", bbox_to_anchor=(1.0, 0.9))
     g.set_axis_labels("guest time (s)", "host footprint (MiB)")
     g.set_titles("mix: {col_name}")
     g.legend.set_title("policy (lines that coincide overlap)")
@@ -113,7 +115,8 @@ def page_types(df: pd.DataFrame, out: str | Path) -> None:
 
 def domains_per_host(df: pd.DataFrame, out: str | Path) -> None:
     mixes = list(df["mix"].unique())
-    fig, axes = plt.subplots(1, len(mixes), figsize=(5 * len(mixes), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(mixes), figsize=(5.5 * len(mixes), 4.5), squeeze=False)
+    fig.subplots_adjust(wspace=0.3)
     for ax, mix in zip(axes[0], mixes):
         d = df[df["mix"] == mix]
         one_host = d[d["host_mib"] == d["host_mib"].min()]
