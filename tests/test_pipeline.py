@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ["savings", "footprint_time", "area_size", "page_types", "domains_per_host"]
+FIGURES = ["savings", "footprint_time", "area_size", "page_types", "domains_per_host", "snapshot_interval"]
 
 
 def snakemake(cwd, *args, check=True):
@@ -51,11 +51,11 @@ def test_default_pipeline_writes_figures_tables_and_database(project):
     md = (project / "results/tables/summary.md").read_text()
     assert md.count("\n| ") > 3
     con = duckdb.connect(str(project / "results/xpipe.duckdb"), read_only=True)
-    rows = con.sql("SELECT mix, policy, min(savings), max(savings), bool_or(synthetic) FROM summary "
-                   "GROUP BY ALL").fetchall()
-    savings = {(m, p): (lo, hi) for m, p, lo, hi, _ in rows}
-    for (mix, policy), (lo, hi) in savings.items():
-        assert savings[(mix, "oracle")][0] >= hi - 1e-9, (mix, policy)  # oracle saves the most
+    rows = con.sql("SELECT mix, snapshot_every, policy, min(savings), max(savings), bool_or(synthetic) "
+                   "FROM summary GROUP BY ALL").fetchall()
+    savings = {(m, k, p): (lo, hi) for m, k, p, lo, hi, _ in rows}
+    for (mix, k, policy), (lo, hi) in savings.items():
+        assert savings[(mix, k, "oracle")][0] >= hi - 1e-9, (mix, policy)  # oracle saves the most
         assert lo >= 0.0 if policy != "none" else hi == 0.0
     synthetic = {s for *_, s in rows}
     labelled = con.sql("SELECT bool_or(synthetic) FROM domains").fetchall()[0][0]

@@ -174,6 +174,7 @@ SUMMARY = Table(
         Column("area_pages", _I, "dsa area size in pages, else 0"),
         Column("admit_zero", _B, "dsa admits the zero page"),
         Column("scan_pages_per_s", _I, "scan rate, pages per second, else 0"),
+        Column("snapshot_every", _I, "k: the run replayed every k-th snapshot time (1: all)"),
         Column("domains", _I, "domains in the mix"),
         Column("synthetic", _B, "true when the mix's capture is synthetic"),
         Column("peak_footprint", _I, "max over times of host pages domains use (private + shared mapped)"),

@@ -35,7 +35,7 @@ CODE = {
     "figures": src("xpipe/report/figures.py"),
     "tables": src("xpipe/report/tables.py"),
 }
-FIGURES = ["savings", "footprint_time", "area_size", "page_types", "domains_per_host"]
+FIGURES = ["savings", "footprint_time", "area_size", "page_types", "domains_per_host", "snapshot_interval"]
 
 
 wildcard_constraints:
@@ -142,19 +142,21 @@ def run_ids():
     """Every run of the sweep; none and oracle always (savings are relative to them)."""
     sw = config.get("sweep", {})
     policies = sw.get("policies", ["none", "zero", "oracle", "scan", "dsa"])
-    runs = [RunSpec("none"), RunSpec("oracle")]
+    runs = [dict(policy="none"), dict(policy="oracle")]
     if "zero" in policies:
-        runs.append(RunSpec("zero"))
+        runs.append(dict(policy="zero"))
     if "scan" in policies:
-        runs += [RunSpec("scan", scan_pages_per_s=r) for r in sw.get("scan_pages_per_s", [200, 10000])]
+        runs += [dict(policy="scan", scan_pages_per_s=r) for r in sw.get("scan_pages_per_s", [200, 10000])]
     if "dsa" in policies:
         runs += [
-            RunSpec("dsa", eviction=ev, area_pages=int(round(a * PAGES_PER_MIB)), admit_zero=z)
+            dict(policy="dsa", eviction=ev, area_pages=int(round(a * PAGES_PER_MIB)), admit_zero=z)
             for a in sw.get("area_mib", [1, 4, 16, 64])
             for ev in sw.get("eviction", ["lru", "lfu", "fifo"])
             for z in sw.get("admit_zero", [False])
         ]
-    return [r.run_id for r in runs]
+    everies = sorted(set(sw.get("snapshot_every", [1])) | {1})  # the oracle at every snapshot is the reference
+    ids = [RunSpec(**r, snapshot_every=k).run_id for k in everies for r in runs]
+    return list(dict.fromkeys(ids))
 
 
 def host_mib():

@@ -1,10 +1,10 @@
 -- Host footprint over time (MiB) for the runs of the savings figure.
 WITH chosen AS (
     SELECT DISTINCT s.mix, s.run, s.policy, s.synthetic
-    FROM summary s
+    FROM summary_every_snapshot s
     WHERE s.policy <> 'dsa' OR (
         s.eviction = 'lru' AND NOT s.admit_zero
-        AND s.area_pages = (SELECT max(area_pages) FROM summary x WHERE x.mix = s.mix)
+        AND s.area_pages = (SELECT max(area_pages) FROM summary_every_snapshot x WHERE x.mix = s.mix)
     )
 ),
 per_time AS (

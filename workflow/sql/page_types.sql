@@ -1,11 +1,11 @@
 -- Pages saved by type and scope (MiB, mean over snapshot times), for the oracle
 -- (all identical content) and dsa at its largest area with LRU (what the area shares).
 WITH chosen AS (
-    SELECT DISTINCT mix, run, policy, synthetic FROM summary s
+    SELECT DISTINCT mix, run, policy, synthetic FROM summary_every_snapshot s
     WHERE policy = 'oracle' OR (
         policy = 'dsa' AND eviction = 'lru'
-        AND admit_zero = (SELECT bool_or(admit_zero) FROM summary x WHERE x.mix = s.mix)
-        AND area_pages = (SELECT max(area_pages) FROM summary x WHERE x.mix = s.mix)
+        AND admit_zero = (SELECT bool_or(admit_zero) FROM summary_every_snapshot x WHERE x.mix = s.mix)
+        AND area_pages = (SELECT max(area_pages) FROM summary_every_snapshot x WHERE x.mix = s.mix)
     )
 )
 SELECT t.mix, t.run, c.policy, c.synthetic, t.page_type, t.scope, t.pages_saved / 256.0 AS saved_mib

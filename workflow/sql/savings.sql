@@ -5,8 +5,8 @@ WITH runs AS (
     SELECT *,
         max(area_pages) OVER (PARTITION BY mix) AS largest_area,
         bool_and(admit_zero) OVER (PARTITION BY mix) AS all_admit_zero
-    FROM summary
-    WHERE host_mib = (SELECT min(host_mib) FROM summary)
+    FROM summary_every_snapshot
+    WHERE host_mib = (SELECT min(host_mib) FROM summary_every_snapshot)
 )
 SELECT mix, run, policy, eviction, area_pages, scan_pages_per_s, synthetic,
        100 * savings AS savings_pct, 100 * share_of_oracle AS share_of_oracle_pct,

@@ -32,6 +32,8 @@ def build_database(out: str | Path, tables: dict[str, list[str]]) -> None:
         for name, files in tables.items():
             con.sql(f"CREATE TABLE {name} AS SELECT * FROM read_parquet($files, union_by_name = true)",
                     params={"files": [str(f) for f in files]})
+        # the figures compare runs that replayed every snapshot; sparser ones have their own
+        con.sql("CREATE VIEW summary_every_snapshot AS SELECT * FROM summary WHERE snapshot_every = 1")
         for name, glob in VIEWS.items():
             con.sql(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
     finally:

@@ -138,6 +138,26 @@ def domains_per_host(df: pd.DataFrame, out: str | Path) -> None:
     _save(fig, out)
 
 
+def snapshot_interval(df: pd.DataFrame, out: str | Path) -> None:
+    mixes = list(df["mix"].unique())
+    fig, axes = plt.subplots(2, len(mixes), figsize=(5 * len(mixes), 7), squeeze=False)
+    fig.subplots_adjust(wspace=0.3, hspace=0.3)
+    for j, mix in enumerate(mixes):
+        d = df[df["mix"] == mix]
+        sns.lineplot(d, x="snapshot_every", y="savings_pct", hue="base_run", style="base_run",
+                     markers=True, ax=axes[0][j], legend=j == len(mixes) - 1)
+        axes[0][j].set(title=mix, xlabel="", ylabel="memory saved vs no sharing (%)")
+        sns.lineplot(d, x="snapshot_every", y="cow_breaks", hue="base_run", style="base_run",
+                     markers=True, ax=axes[1][j], legend=False)
+        axes[1][j].set(xlabel="snapshots replayed: every k-th", ylabel="COW breaks (count)")
+        for ax in (axes[0][j], axes[1][j]):
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    if len(mixes):
+        axes[0][-1].legend(title="run", fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle(_title("How results move with the snapshot interval", df))
+    _save(fig, out)
+
+
 def no_data(name: str, out: str | Path) -> None:
     """A figure that says why it is empty (e.g. the sweep ran no dsa, or capacity: false)."""
     fig, ax = plt.subplots(figsize=(6, 2))
@@ -147,7 +167,8 @@ def no_data(name: str, out: str | Path) -> None:
     _save(fig, out)
 
 
-FIGURES = {f.__name__: f for f in (savings, footprint_time, area_size, page_types, domains_per_host)}
+FIGURES = {f.__name__: f for f in (savings, footprint_time, area_size, page_types, domains_per_host,
+                                   snapshot_interval)}
 
 
 def draw(name: str, rows: pd.DataFrame, out: str | Path) -> None:

@@ -44,7 +44,7 @@ class DomainTrace:
     read_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
 
 
-_RUN = re.compile(r"^(?:(none|zero|oracle)|scan-r(\d+)|dsa-(lru|lfu|fifo)-a(\d+)(-z)?)$")
+_RUN = re.compile(r"^(?:(none|zero|oracle)|scan-r(\d+)|dsa-(lru|lfu|fifo)-a(\d+)(-z)?)(?:-e(\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class RunSpec:
     area_pages: int = 0
     admit_zero: bool = False
     scan_pages_per_s: int = 0
+    #: replay every k-th snapshot time only: how results move with the snapshot interval
+    snapshot_every: int = 1
 
     def __post_init__(self):
         if self.policy not in P.POLICIES:
@@ -64,14 +66,17 @@ class RunSpec:
             raise ValueError(f"dsa eviction must be one of {EVICTIONS}, got {self.eviction!r}")
         if self.policy == "scan" and self.scan_pages_per_s <= 0:
             raise ValueError(f"scan needs scan_pages_per_s > 0, got {self.scan_pages_per_s}")
+        if self.snapshot_every < 1:
+            raise ValueError(f"snapshot_every must be >= 1, got {self.snapshot_every}")
 
     @property
     def run_id(self) -> str:
+        every = f"-e{self.snapshot_every}" if self.snapshot_every > 1 else ""
         if self.policy == "scan":
-            return f"scan-r{self.scan_pages_per_s}"
+            return f"scan-r{self.scan_pages_per_s}{every}"
         if self.policy == "dsa":
-            return f"dsa-{self.eviction}-a{self.area_pages}" + ("-z" if self.admit_zero else "")
-        return self.policy
+            return f"dsa-{self.eviction}-a{self.area_pages}" + ("-z" if self.admit_zero else "") + every
+        return self.policy + every
 
     @classmethod
     def parse(cls, run_id: str) -> RunSpec:
@@ -79,14 +84,15 @@ class RunSpec:
         if not m:
             raise ValueError(
                 f"run id {run_id!r}: expected none, zero, oracle, scan-r<pages/s> "
-                "or dsa-<lru|lfu|fifo>-a<pages>[-z]"
+                "or dsa-<lru|lfu|fifo>-a<pages>[-z], then -e<k> to replay every k-th snapshot"
             )
-        simple, rate, ev, area, z = m.groups()
+        simple, rate, ev, area, z, every = m.groups()
+        every = int(every) if every else 1
         if simple:
-            return cls(simple)
+            return cls(simple, snapshot_every=every)
         if rate:
-            return cls("scan", scan_pages_per_s=int(rate))
-        return cls("dsa", eviction=ev, area_pages=int(area), admit_zero=bool(z))
+            return cls("scan", scan_pages_per_s=int(rate), snapshot_every=every)
+        return cls("dsa", eviction=ev, area_pages=int(area), admit_zero=bool(z), snapshot_every=every)
 
 
 def _make_policy(spec: RunSpec, universe: np.ndarray, accesses: int) -> P.Policy:
@@ -129,7 +135,9 @@ def replay(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "", progres
     ``with_types=False`` skips the shared-page-type accounting (its table is then empty).
     """
     n_dom = len(domains)
-    times = np.unique(np.concatenate([d.times for d in domains]))
+    # every k-th time, the last always kept: a snapshot skipped is as if never taken
+    all_times = np.unique(np.concatenate([d.times for d in domains]))
+    times = all_times[::-1][:: spec.snapshot_every][::-1]
     r_time, r_dom, r_hash = _merged_reads(domains)
     universe, r_ids = dense_ids(np.append(r_hash, ZERO_HASH))  # = np.unique(..., return_inverse=True)
     r_ids = r_ids[:-1].astype(np.int64, copy=False)
