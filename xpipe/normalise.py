@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import mmap
-from pathlib import Path
 
 import numpy as np
 import polars as pl
