@@ -18,7 +18,8 @@ import pytest
 
 from xpipe.hashing import ZERO_HASH
 from xpipe.schemas import PAGE_TYPES
-from xpipe.sim.replay import DomainTrace, RunSpec, capacity, peak_footprint, replay
+from xpipe.sim.metrics import capacity, peak_footprint
+from xpipe.sim.replay import DomainTrace, RunSpec, replay
 
 Z = ZERO_HASH
 x, y, p, q, w = (np.uint64(v) for v in (11, 12, 13, 14, 15))

@@ -128,7 +128,7 @@ READS = Table(
 DOMAINS = Table(
     "domains",
     "results/normalised/{capture}/domains.parquet",
-    "One row per domain of a capture (stage 1).",
+    "One row per domain of a capture (written once stage 2 has counted its block reads).",
     (
         Column("capture", _S, "capture name from config"),
         Column("domain", _S, "domain id"),

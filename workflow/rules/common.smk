@@ -97,11 +97,8 @@ def capture_manifest(wildcards):
     return manifest_path(wildcards.capture)
 
 
-def capture_requests(wildcards):
-    return [
-        f"results/normalised/{wildcards.capture}/requests/{d}.parquet"
-        for d in capture_domains(wildcards.capture)
-    ]
+def capture_reads(wildcards):
+    return [f"results/reads/{wildcards.capture}/{d}.parquet" for d in capture_domains(wildcards.capture)]
 
 
 def domain_files(wildcards):

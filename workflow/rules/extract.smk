@@ -33,3 +33,20 @@ rule extract_reads:
         "results/benchmarks/extract_reads/{capture}/{domain}.tsv"
     script:
         "../scripts/extract_reads.py"
+
+
+rule tabulate_domains:
+    input:
+        code=CODE["normalise"],
+        manifest=capture_manifest,
+        reads=capture_reads,
+    output:
+        domains="results/normalised/{capture}/domains.parquet",
+    conda:
+        "../envs/xpipe.yaml"
+    log:
+        "results/logs/tabulate_domains/{capture}.log",
+    benchmark:
+        "results/benchmarks/tabulate_domains/{capture}.tsv"
+    script:
+        "../scripts/tabulate_domains.py"

@@ -54,19 +54,3 @@ rule normalise_domain:
     script:
         "../scripts/normalise_domain.py"
 
-
-rule tabulate_domains:
-    input:
-        code=CODE["normalise"],
-        manifest=capture_manifest,
-        requests=capture_requests,
-    output:
-        domains="results/normalised/{capture}/domains.parquet",
-    conda:
-        "../envs/xpipe.yaml"
-    log:
-        "results/logs/tabulate_domains/{capture}.log",
-    benchmark:
-        "results/benchmarks/tabulate_domains/{capture}.tsv"
-    script:
-        "../scripts/tabulate_domains.py"

@@ -1,4 +1,4 @@
-"""Stage 1: the capture's domains table."""
+"""The capture's domains table, with each domain's 4 KiB block reads (stage 2's READS rows)."""
 
 import polars as pl
 
@@ -8,13 +8,9 @@ from xpipe.readers.manifest import load_manifest
 
 
 def main():
-    reads = {}
-    for path in snakemake.input.requests:
-        r = pl.read_parquet(path, columns=["domain", "offset", "bytes"])
-        blocks = ((r["offset"] + r["bytes"] - 1) // 4096 - r["offset"] // 4096 + 1).sum() if len(r) else 0
-        if len(r):
-            reads[r["domain"][0]] = int(blocks)
     manifest = load_manifest(snakemake.input.manifest)
+    reads = {d.id: pl.scan_parquet(path).select(pl.len()).collect().item()
+             for d, path in zip(manifest.domains, snakemake.input.reads)}
     write_parquet(domains_table(snakemake.wildcards.capture, manifest, reads), snakemake.output.domains)
 
 

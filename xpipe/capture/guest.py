@@ -21,7 +21,7 @@ import numpy as np
 
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.host import require_tool
-from xpipe.capture.qmp import QMP
+from xpipe.capture.qmp import QMP, connect_unix
 from xpipe.capture.workloads import KPF_BLOCK
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class Guest:
             )
         try:
             self.qmp = QMP(self.qmp_sock)
-            self.ctl = _connect_unix(self.ctl_sock)
+            self.ctl = connect_unix(self.ctl_sock)
         except CaptureError as e:
             raise CaptureError(f"guest {c.name}: QEMU did not start: {e}\n{self.qemu_output()}") from e
 
@@ -321,17 +321,3 @@ def filter_root_reads(lines: list[str], root_disk: Path) -> list[str]:
         if m and m.group(1) in root_bs:
             out.append(line)
     return out
-
-
-def _connect_unix(path: Path, timeout_s: float = 10.0) -> socket.socket:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.connect(str(path))
-            return s
-        except OSError as e:
-            s.close()
-            if time.monotonic() > deadline:
-                raise CaptureError(f"could not connect to {path}: {e}") from e
-            time.sleep(0.05)

@@ -16,7 +16,7 @@ class QMP:
 
     def __init__(self, path: Path, timeout_s: float = 10.0) -> None:
         self.path = path
-        self.sock = _connect(path, timeout_s)
+        self.sock = connect_unix(path, timeout_s)
         self.file = self.sock.makefile("rwb", buffering=0)
         self._read()  # greeting
         self.command("qmp_capabilities")
@@ -49,7 +49,7 @@ class QMP:
             pass
 
 
-def _connect(path: Path, timeout_s: float) -> socket.socket:
+def connect_unix(path: Path, timeout_s: float = 10.0) -> socket.socket:
     """Connect to a unix socket QEMU creates shortly after it starts."""
     deadline = time.monotonic() + timeout_s
     while True:

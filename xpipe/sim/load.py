@@ -9,7 +9,6 @@ import polars as pl
 
 from xpipe.sim.replay import DomainTrace
 
-
 #: Snapshots kept in memory per domain when they fit: capacity runs replay
 #: every prefix of a mix, so each snapshot is read many times.
 CACHE_BYTES = 256 << 20

@@ -1,11 +1,14 @@
-"""Metrics over replay output: plain functions from timelines to numbers."""
+"""Metrics over replay output: plain functions from timelines to numbers
+(and domains-per-host, which replays every prefix of a mix)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import polars as pl
 
 from xpipe.schemas import CAPACITY, SUMMARY
-from xpipe.sim.replay import RunSpec
+from xpipe.sim.replay import DomainTrace, RunSpec, replay
 
 PAGES_PER_MIB = 256
 
@@ -27,6 +30,17 @@ def per_time(timeline: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("time_s")
     )
+
+
+def peak_footprint(timeline: pl.DataFrame) -> int:
+    """Max over times of host pages that domains use: private + shared pages mapped."""
+    return int(per_time(timeline)["footprint"].max() or 0)
+
+
+def capacity(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "") -> list[tuple[int, int]]:
+    """(k, peak footprint of the mix's first k domains) for k = 1..len(domains)."""
+    return [(k, peak_footprint(replay(domains[:k], spec, mix, with_types=False).timeline))
+            for k in range(1, len(domains) + 1)]
 
 
 def domains_per_host(capacity: pl.DataFrame, host_pages: int) -> int:

@@ -25,8 +25,8 @@ import polars as pl
 
 from xpipe.hashing import ZERO_HASH
 from xpipe.schemas import PAGE_TYPES, TIMELINE, TYPES
-from xpipe.sim.area import EVICTIONS, group_ids, dense_ids
 from xpipe.sim import policies as P
+from xpipe.sim.area import EVICTIONS, dense_ids, group_ids
 
 log = logging.getLogger(__name__)
 
@@ -220,16 +220,3 @@ def replay(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "", progres
         schema=TYPES.schema,
     ).filter(pl.col("pages_saved") > 0)
     return Replay(timeline, types_df)
-
-
-def peak_footprint(timeline: pl.DataFrame) -> int:
-    """Max over times of host pages that domains use: private + shared pages mapped."""
-    per_time = timeline.group_by("time_s").agg(
-        (pl.col("private_pages").sum() + pl.col("area_mapped").first()).alias("fp")
-    )
-    return int(per_time["fp"].max()) if len(per_time) else 0
-
-
-def capacity(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "") -> list[tuple[int, int]]:
-    """(k, peak footprint of the mix's first k domains) for k = 1..len(domains)."""
-    return [(k, peak_footprint(replay(domains[:k], spec, mix, with_types=False).timeline)) for k in range(1, len(domains) + 1)]

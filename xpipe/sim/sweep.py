@@ -9,8 +9,8 @@ import polars as pl
 
 from xpipe.io import write_parquet
 from xpipe.schemas import CAPACITY
-from xpipe.sim.metrics import capacity_table, summarise
-from xpipe.sim.replay import DomainTrace, RunSpec, capacity, replay
+from xpipe.sim.metrics import capacity, capacity_table, summarise
+from xpipe.sim.replay import DomainTrace, RunSpec, replay
 
 log = logging.getLogger(__name__)
 
