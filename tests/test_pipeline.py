@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
+
+from xpipe.report.db import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ["savings", "footprint_time", "area_size", "page_types", "domains_per_host", "snapshot_interval"]
@@ -50,7 +51,7 @@ def test_default_pipeline_writes_figures_tables_and_database(project):
         assert (project / "results/figures" / f"{f}.svg").exists()
     md = (project / "results/tables/summary.md").read_text()
     assert md.count("\n| ") > 3
-    con = duckdb.connect(str(project / "results/xpipe.duckdb"), read_only=True)
+    con = connect(project / "results/xpipe.duckdb")
     rows = con.sql("SELECT mix, snapshot_every, policy, min(savings), max(savings), bool_or(synthetic) "
                    "FROM summary GROUP BY ALL").fetchall()
     savings = {(m, k, p): (lo, hi) for m, k, p, lo, hi, _ in rows}
@@ -113,11 +114,17 @@ def test_bad_manifest_fails_clearly_and_keeps_results(project, tmp_path):
 
 
 @pytest.mark.slow
-def test_query_command(project):
+def test_query_command(project, tmp_path):
     r = subprocess.run([sys.executable, "-m", "xpipe.cli", "query", "--format", "csv",
                         "SELECT count(DISTINCT policy) AS n FROM summary"],
                        cwd=project, capture_output=True, text=True, check=True)
     assert r.stdout.splitlines() == ["n", "5"]
+    # the per-page views resolve against the database's project, not the working directory
+    r = subprocess.run([sys.executable, "-m", "xpipe.cli", "query", "--format", "csv",
+                        "--db", str(project / "results/xpipe.duckdb"),
+                        "SELECT (SELECT count(*) FROM pages) > 0 AND (SELECT count(*) FROM reads) > 0 AS found"],
+                       cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert r.stdout.splitlines() == ["found", "true"]
     r = subprocess.run([sys.executable, "-m", "xpipe.cli", "query", "SELECT * FROM nosuchtable"],
                        cwd=project, capture_output=True, text=True)
     assert r.returncode == 2 and "nosuchtable" in r.stderr and "Traceback" not in r.stderr

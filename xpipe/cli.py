@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("query", help="run SQL against the results database",
                        description="Run SQL against the results database (read-only). Tables: "
                        "summary, timeline, types, capacity, domains; views over the Parquet "
-                       "files: frames, requests, pages, reads (run from the project folder).")
+                       "files: frames, requests, pages, reads.")
     q.add_argument("sql", help='e.g. "SELECT run, savings FROM summary WHERE mix = \'all\'"')
     q.add_argument("--db", default=DEFAULT_DB, help=f"results database (default {DEFAULT_DB})")
     q.add_argument("--format", choices=("table", "csv"), default="table", help="output format")

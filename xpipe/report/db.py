@@ -3,7 +3,9 @@
 Run results (summary, timeline, types, capacity, domains) are copied in, so
 the file answers on its own; the large per-page tables (frames, pages, reads)
 are views over their Parquet files, with paths relative to the project
-folder (where `xpipe query` runs them).
+folder so the results can be moved as a whole. `connect` resolves them from
+any working directory; a plain `duckdb results/xpipe.duckdb` must run in the
+project folder.
 """
 
 from __future__ import annotations
@@ -41,9 +43,18 @@ def build_database(out: str | Path, tables: dict[str, list[str]]) -> None:
     tmp.replace(out)
 
 
+def connect(db: str | Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection whose views find their Parquet wherever the caller runs."""
+    db = Path(db).resolve()
+    con = duckdb.connect(str(db), read_only=True)
+    # the database sits in <project>/results/; the views' globs start at <project>
+    con.execute("SET file_search_path = ?", [str(db.parent.parent)])
+    return con
+
+
 def query(db: str | Path, sql: str):
     """Run ``sql`` read-only against the database; returns a polars DataFrame."""
-    con = duckdb.connect(str(db), read_only=True)
+    con = connect(db)
     try:
         return con.sql(sql).pl()
     finally:
