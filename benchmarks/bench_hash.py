@@ -143,7 +143,10 @@ def main() -> int:
     gnu_time = shutil.which("time")
     if gnu_time is None:
         raise SystemExit("GNU time not found: apt-get install -y time (or scripts/install-bench-deps.sh)")
-    xpipe = [shutil.which("xpipe")] if shutil.which("xpipe") else [sys.executable, "-m", "xpipe.cli"]
+    # The console script beside this interpreter: a `xpipe` found on PATH may be a
+    # wrapper (pyenv's shims cost ~50 ms a start) that xxhsum does not pay.
+    script = Path(sys.executable).with_name("xpipe")
+    xpipe = [str(script)] if script.exists() else [sys.executable, "-m", "xpipe.cli"]
 
     pages = int(args.size_gib * (1 << 30)) // PAGE
     args.cache_dir.mkdir(parents=True, exist_ok=True)

@@ -5,9 +5,9 @@ import numpy as np
 import polars as pl
 import pytest
 import xxhash
-
 from elfcore import elf_core
-from xpipe import dumphash
+
+from xpipe import hashing
 from xpipe.cli import main
 from xpipe.dumphash import hash_dump
 from xpipe.errors import InputError
@@ -30,19 +30,18 @@ def xxh(data):
     return [xxhash.xxh3_64_intdigest(data[i:i + PAGE_SIZE]) for i in range(0, len(data), PAGE_SIZE)]
 
 
-@pytest.fixture(params=[1, 2], ids=["one-process", "forked"])
-def workers(request, monkeypatch):
-    """Run each test in-process and with forked workers over tiny chunks."""
+@pytest.fixture(params=[1, 2], ids=["one-thread", "threads"])
+def threads(request, monkeypatch):
+    """Run each test on one thread and on two threads sharing tiny pieces."""
     if request.param > 1:
-        monkeypatch.setattr(dumphash, "CHUNK_PAGES", 3)
-        monkeypatch.setattr(dumphash, "MIN_PARALLEL_PAGES", 1)
+        monkeypatch.setattr(hashing, "CHUNK_PAGES", 3)
     return request.param
 
 
-def test_pmemsave_matches_xxhash(tmp_path, workers):
+def test_pmemsave_matches_xxhash(tmp_path, threads):
     data = random_pages(20)
     (tmp_path / "guest-a.raw").write_bytes(data)
-    rows = hash_dump(tmp_path / "guest-a.raw", tmp_path / "out.parquet", workers=workers)
+    rows = hash_dump(tmp_path / "guest-a.raw", tmp_path / "out.parquet", threads=threads)
     df = pl.read_parquet(tmp_path / "out.parquet")
     assert rows == 20
     assert df.schema == PAGES.schema
@@ -54,11 +53,11 @@ def test_pmemsave_matches_xxhash(tmp_path, workers):
     assert df["page_type"].to_list() == ["zero" if z else "unknown" for z in zero]
 
 
-def test_elf_core_by_guest_physical_address(tmp_path, workers):
+def test_elf_core_by_guest_physical_address(tmp_path, threads):
     low, high = random_pages(7, seed=1), random_pages(5, seed=2)
     # high RAM first in the file, and data at an offset that is not page-aligned
     (tmp_path / "vm.elf").write_bytes(elf_core([(0x100000, high), (0, low)], header_pad=8))
-    rows = hash_dump(tmp_path / "vm.elf", tmp_path / "out.parquet", workers=workers)
+    rows = hash_dump(tmp_path / "vm.elf", tmp_path / "out.parquet", threads=threads)
     df = pl.read_parquet(tmp_path / "out.parquet")
     assert rows == 12
     assert df["gfn"].to_list() == list(range(7)) + list(range(256, 261))
@@ -73,12 +72,12 @@ def test_kind_auto_and_forced_agree(tmp_path):
     assert pl.read_parquet(tmp_path / "auto.parquet").equals(pl.read_parquet(tmp_path / "elf.parquet"))
 
 
-def test_kpageflags_give_page_types(tmp_path, workers):
+def test_kpageflags_give_page_types(tmp_path, threads):
     data = random_pages(6, zero_every=5)  # pages 0 and 5 are zero
     (tmp_path / "d.raw").write_bytes(data)
     flags = [1 << KPF["BUDDY"], 1 << KPF["ANON"], 1 << KPF["SLAB"], 0, 1 << KPF["PGTABLE"]]
     (tmp_path / "d.kpf").write_bytes(np.array(flags, dtype="<u8").tobytes())  # no flags for frame 5
-    hash_dump(tmp_path / "d.raw", tmp_path / "out.parquet", kpageflags=tmp_path / "d.kpf", workers=workers)
+    hash_dump(tmp_path / "d.raw", tmp_path / "out.parquet", kpageflags=tmp_path / "d.kpf", threads=threads)
     types = pl.read_parquet(tmp_path / "out.parquet")["page_type"].to_list()
     assert types == ["free", "anonymous", "slab", "unknown", "pagetable", "zero"]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xxhash
 import yaml
-
 from elfcore import elf_core
+
 from xpipe.errors import InputError
 from xpipe.hashing import PAGE_SIZE, ZERO_HASH, hash_pages
 from xpipe.readers.blktrace import read_blk_trace
@@ -23,14 +23,6 @@ def pages(*fills):
 
 def h(fill):
     return xxhash.xxh3_64_intdigest(bytes([fill]) * PAGE_SIZE)
-
-
-def test_hash_pages_matches_xxhash():
-    got = hash_pages(pages(0, 1, 2))
-    assert got.tolist() == [h(0), h(1), h(2)]
-    assert got[0] == ZERO_HASH
-    with pytest.raises(ValueError, match="not a whole number"):
-        hash_pages(b"x" * 100)
 
 
 def test_compact_round_trip_plain_and_gzip(tmp_path):

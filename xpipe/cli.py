@@ -64,7 +64,7 @@ def _hash(args) -> int:
     from xpipe.dumphash import hash_dump
 
     rows = hash_dump(args.dump, args.output, kind=args.kind, kpageflags=args.kpageflags,
-                     workers=args.workers)
+                     threads=args.threads)
     print(f"{args.output}: {rows} pages", file=sys.stderr)
     return 0
 
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--kind", choices=("auto", "pmemsave", "elf"), default="auto",
                    help="dump format (auto: ELF if it starts with the ELF magic)")
     h.add_argument("--kpageflags", help="the guest's /proc/kpageflags copy, for page types")
-    h.add_argument("--workers", type=int, default=0, help="hashing processes (0: one per core)")
+    h.add_argument("--threads", type=int, default=0, help="hashing threads (0: one per core)")
     h.set_defaults(func=_hash)
 
     s = sub.add_parser("synth", help="write a SYNTHETIC capture bundle (for tests and scale runs)")

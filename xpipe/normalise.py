@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import mmap
 
 import numpy as np
 import polars as pl
 
 from xpipe.errors import InputError
-from xpipe.hashing import PAGE_SIZE, hash_pages
+from xpipe.hashing import PAGE_SIZE, hash_file
 from xpipe.readers import SNAPSHOT_READERS
 from xpipe.readers.blktrace import read_blk_trace
 from xpipe.readers.compact import read_u64
@@ -27,8 +26,7 @@ def disk_block_hashes(disk: Disk) -> np.ndarray:
     if size % PAGE_SIZE:
         raise InputError(disk.image, f"offset {size - size % PAGE_SIZE}",
                          f"expected a disk image of whole {PAGE_SIZE}-byte blocks")
-    with disk.image.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        return hash_pages(m)
+    return hash_file(disk.image, [(0, size // PAGE_SIZE)])
 
 
 def normalise_disk(disk: Disk) -> pl.DataFrame:

@@ -25,7 +25,7 @@ def src(*paths):
 # exactly the jobs of its stage and those downstream, nothing else.
 CODE = {
     "synthetic": src("xpipe/synthetic.py"),
-    "normalise": src("xpipe/normalise.py", "xpipe/hashing.py")
+    "normalise": src("xpipe/normalise.py", "xpipe/hashing.py", "xpipe/_pagehash.c")
     + src(*(f"xpipe/readers/{m}.py" for m in ("__init__", "manifest", "compact", "memdump", "blktrace"))),
     "extract": src("xpipe/extract.py"),
     "replay": src("xpipe/sim/area.py", "xpipe/sim/policies.py", "xpipe/sim/replay.py", "xpipe/sim/load.py",

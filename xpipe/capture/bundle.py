@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import gzip
 import logging
-import mmap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from xpipe.hashing import PAGE_SIZE, hash_pages
+from xpipe.hashing import PAGE_SIZE, hash_file
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ def write_compact(path: Path, data: bytes, compress: bool) -> Path:
     return path
 
 
-def hash_file(path: Path, frames: int | None = None) -> np.ndarray:
+def page_hashes(path: Path, frames: int | None = None) -> np.ndarray:
     """xxh3-64 of each 4 KiB page of a file (a pmemsave dump or a disk image).
 
     ``frames`` checks the length: a dump must hold exactly one page per guest frame.
@@ -38,10 +37,7 @@ def hash_file(path: Path, frames: int | None = None) -> np.ndarray:
         raise ValueError(f"{path}: {size} bytes is not a whole number of {PAGE_SIZE}-byte pages")
     if frames is not None and size != frames * PAGE_SIZE:
         raise ValueError(f"{path}: expected {frames} frames ({frames * PAGE_SIZE} bytes), found {size} bytes")
-    if size == 0:
-        return np.empty(0, dtype=np.uint64)
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        return hash_pages(m)
+    return hash_file(path, [(0, size // PAGE_SIZE)])
 
 
 def u64_bytes(values: np.ndarray) -> bytes:

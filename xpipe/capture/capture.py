@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from xpipe.capture.bundle import FORMAT, hash_file, relative, u64_bytes, write_compact, write_manifest
+from xpipe.capture.bundle import FORMAT, page_hashes, relative, u64_bytes, write_compact, write_manifest
 from xpipe.capture.guest import Guest, GuestConfig
 from xpipe.capture.host import make_scratch, qemu_version
 from xpipe.capture.images import GuestImage, guest_image
@@ -53,7 +53,7 @@ def run_capture(spec: CaptureSpec, out: Path, keep_raw: bool = False, compress: 
 
 def _write_disk(image: GuestImage, out: Path, compress: bool) -> dict[str, Any]:
     t0 = time.monotonic()
-    hashes = hash_file(image.root_disk)
+    hashes = page_hashes(image.root_disk)
     path = write_compact(out / "disks" / f"{image.disk_name}.blk.xxh", u64_bytes(hashes), compress)
     log.info("disk %s: %d blocks hashed in %.1f s", image.root_disk.name, len(hashes), time.monotonic() - t0)
     return {"block_hashes": relative(path, out), "size_bytes": image.root_disk.stat().st_size}
@@ -166,7 +166,7 @@ def _snapshot_all(
         raws.append(raw)
     entries = []
     for g, taken_at, (uptime, nbytes), raw in zip(guests, taken, answers, raws):
-        hashes = hash_file(raw, frames=g.cfg.frames)
+        hashes = page_hashes(raw, frames=g.cfg.frames)
         flags = g.kpageflags(i, nbytes)
         pages = write_compact(out / g.name / f"s{i}.xxh", u64_bytes(hashes), compress)
         kpf = write_compact(out / g.name / f"s{i}.kpf", u64_bytes(flags), compress)

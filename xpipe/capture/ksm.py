@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xpipe.capture.bundle import hash_file
+from xpipe.capture.bundle import page_hashes
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.guest import Guest, GuestConfig
 from xpipe.capture.host import make_scratch
@@ -239,7 +239,7 @@ def validate_ksm(n_guests: int, memory_mib: int, settle_timeout_s: float, boot_t
                 for g in guests:
                     raw = work / f"{g.name}.raw"
                     g.pmemsave(raw, pause=False)  # already paused: keep all guests still
-                    hashes.append(hash_file(raw, frames=g.cfg.frames))
+                    hashes.append(page_hashes(raw, frames=g.cfg.frames))
                     raw.unlink()
             finally:
                 for g in guests:

@@ -1,46 +1,80 @@
 """Guest memory as QEMU writes it: raw `pmemsave` dumps and `dump-guest-memory` ELF cores.
 
-Both are memory-mapped and hashed page by page, so a dump never sits in memory whole.
+Only the ELF header is read here; the pages are hashed straight from the file
+(xpipe.hashing.hash_file), so a dump never sits in memory whole.
 """
 
 from __future__ import annotations
 
 import mmap
+import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from xpipe.errors import InputError
-from xpipe.hashing import PAGE_SIZE, hash_pages
+from xpipe.hashing import PAGE_SIZE, hash_file
 
 PT_LOAD = 1
+KINDS = ("auto", "pmemsave", "elf")
 
 
-def _mapped(path: Path):
-    f = path.open("rb")
-    size = path.stat().st_size
-    if size == 0:
-        f.close()
-        raise InputError(path, "offset 0", "expected guest memory, found an empty file")
-    return f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+@dataclass(frozen=True)
+class Run:
+    """``pages`` consecutive pages at byte ``offset`` of the dump, guest frames from ``gfn``."""
+
+    offset: int
+    gfn: int
+    pages: int
+
+
+def dump_runs(path: Path, kind: str = "auto") -> list[Run]:
+    """Where the dump's pages are: the whole file (pmemsave) or each PT_LOAD segment (ELF).
+
+    ``auto`` tells an ELF core by its magic number.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not path.is_file():
+        raise InputError(path, None, "expected a guest memory dump; no such file")
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise InputError(path, "offset 0", "expected guest memory, found an empty file")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            if kind == "elf" or (kind == "auto" and m[:4] == b"\x7fELF"):
+                return [Run(off, paddr // PAGE_SIZE, n // PAGE_SIZE)
+                        for off, paddr, n in elf_load_segments(path, m)]
+    if size % PAGE_SIZE:
+        raise InputError(path, f"offset {size - size % PAGE_SIZE}",
+                         f"expected a whole number of {PAGE_SIZE}-byte pages (pmemsave of guest RAM)")
+    return [Run(0, 0, size // PAGE_SIZE)]
+
+
+def read_dump(path: str | Path, kind: str = "auto", threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(gfn, hash) of every page of a dump, by guest-physical address; ``threads``: 0 for one per core."""
+    path = Path(path)
+    runs = dump_runs(path, kind)
+    hashes = hash_file(path, [(r.offset, r.pages) for r in runs], threads)
+    gfn = np.concatenate([np.arange(r.gfn, r.gfn + r.pages, dtype=np.int64) for r in runs])
+    if len(runs) > 1:  # ELF segments need not come in address order
+        order = np.argsort(gfn, kind="stable")
+        gfn, hashes = gfn[order], hashes[order]
+        if (np.diff(gfn) == 0).any():
+            raise InputError(path, None, "expected PT_LOAD segments at distinct guest-physical addresses")
+    return gfn, hashes
 
 
 def read_pmemsave(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(gfn, hash) of a raw dump of guest-physical memory starting at address 0."""
-    path = Path(path)
-    f, m = _mapped(path)
-    try:
-        if len(m) % PAGE_SIZE:
-            raise InputError(
-                path, f"offset {len(m) - len(m) % PAGE_SIZE}",
-                f"expected a whole number of {PAGE_SIZE}-byte pages (pmemsave of guest RAM)",
-            )
-        hashes = hash_pages(m)
-    finally:
-        m.close()
-        f.close()
-    return np.arange(len(hashes), dtype=np.int64), hashes
+    return read_dump(path, "pmemsave")
+
+
+def read_elf_core(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(gfn, hash) of every page in the PT_LOAD segments of a QEMU ELF core, by guest-physical address."""
+    return read_dump(path, "elf")
 
 
 def elf_load_segments(path: Path, m) -> list[tuple[int, int, int]]:
@@ -69,20 +103,3 @@ def elf_load_segments(path: Path, m) -> list[tuple[int, int, int]]:
     if not segs:
         raise InputError(path, f"offset {e_phoff}", "expected at least one PT_LOAD segment")
     return segs
-
-
-def read_elf_core(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(gfn, hash) of every page in the PT_LOAD segments of a QEMU ELF core, by guest-physical address."""
-    path = Path(path)
-    f, m = _mapped(path)
-    try:
-        gfns, hashes = [], []
-        for off, paddr, size in elf_load_segments(path, m):
-            hashes.append(hash_pages(memoryview(m)[off : off + size]))
-            gfns.append(np.arange(paddr // PAGE_SIZE, (paddr + size) // PAGE_SIZE, dtype=np.int64))
-        gfn, h = np.concatenate(gfns), np.concatenate(hashes)
-    finally:
-        m.close()
-        f.close()
-    order = np.argsort(gfn, kind="stable")
-    return gfn[order], h[order]

@@ -1,0 +1,52 @@
+"""Page hashing in C (xpipe.hashing): equal to the xxhash package's xxh3-64, page by page."""
+
+import numpy as np
+import pytest
+import xxhash
+
+from xpipe import hashing
+from xpipe.hashing import PAGE_SIZE, ZERO_HASH, hash_file, hash_pages
+
+
+def random_pages(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=n * PAGE_SIZE, dtype=np.uint8).tobytes()
+
+
+def xxh(data):
+    return [xxhash.xxh3_64_intdigest(data[i:i + PAGE_SIZE]) for i in range(0, len(data), PAGE_SIZE)]
+
+
+def test_hash_pages_matches_xxhash():
+    data = bytes(PAGE_SIZE) + random_pages(5)
+    got = hash_pages(data)
+    assert got.dtype == np.uint64
+    assert got.tolist() == xxh(data)
+    assert got[0] == ZERO_HASH == xxhash.xxh3_64_intdigest(bytes(PAGE_SIZE))
+    assert hash_pages(memoryview(data)[PAGE_SIZE:]).tolist() == xxh(data)[1:]  # any bytes-like
+    assert hash_pages(b"").tolist() == []
+    with pytest.raises(ValueError, match="not a whole number"):
+        hash_pages(b"x" * 100)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_hash_file_ranges_in_order_on_every_thread_count(tmp_path, monkeypatch, threads):
+    monkeypatch.setattr(hashing, "CHUNK_PAGES", 2)  # many pieces, shared by the threads
+    data = b"hdr" + random_pages(11)  # pages at offsets 3 + k * 4096: not page-aligned
+    (tmp_path / "f").write_bytes(data)
+    ranges = [(3 + 6 * PAGE_SIZE, 5), (3, 6), (3 + 2 * PAGE_SIZE, 0)]
+    got = hash_file(tmp_path / "f", ranges, threads=threads)
+    pages = xxh(data[3:])
+    assert got.tolist() == pages[6:] + pages[:6]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_hash_file_refuses_a_range_past_the_end(tmp_path, monkeypatch, threads):
+    monkeypatch.setattr(hashing, "CHUNK_PAGES", 1)
+    (tmp_path / "f").write_bytes(random_pages(3))
+    with pytest.raises(ValueError, match=r"offset 12288\.\.16384 run past the end of the file \(12288 bytes\)"):
+        hash_file(tmp_path / "f", [(0, 2), (PAGE_SIZE, 3)], threads=threads)
+
+
+def test_hash_file_of_nothing(tmp_path):
+    (tmp_path / "f").write_bytes(b"")
+    assert hash_file(tmp_path / "f", []).tolist() == []
