@@ -50,3 +50,24 @@ def test_hash_file_refuses_a_range_past_the_end(tmp_path, monkeypatch, threads):
 def test_hash_file_of_nothing(tmp_path):
     (tmp_path / "f").write_bytes(b"")
     assert hash_file(tmp_path / "f", []).tolist() == []
+
+
+def test_pieces_are_shared_through_the_counter(tmp_path):
+    from xpipe import _pagehash
+
+    data = random_pages(4)
+    (tmp_path / "f").write_bytes(data)
+    pieces = np.array([[0, 2, 0], [2 * PAGE_SIZE, 2, 2]], dtype=np.int64)
+    out = np.zeros(4, dtype=np.uint64)
+    counter = np.array([1], dtype=np.int64)  # piece 0 already taken by another caller
+    with open(tmp_path / "f", "rb") as f:
+        _pagehash.hash_pieces(f.fileno(), pieces, counter, out)
+        assert out.tolist() == [0, 0] + xxh(data)[2:]
+        assert counter[0] >= 2
+        counter[0] = 2  # set past the last piece: a caller stops at once
+        out[:] = 0
+        _pagehash.hash_pieces(f.fileno(), pieces, counter, out)
+        assert out.tolist() == [0, 0, 0, 0]
+        with pytest.raises(ValueError, match=r"piece 1 \(offset 8192, 2 pages, at 3\) is outside the output"):
+            _pagehash.hash_pieces(f.fileno(), np.array([[0, 1, 0], [8192, 2, 3]], dtype=np.int64),
+                                  np.zeros(1, dtype=np.int64), out)

@@ -2,8 +2,8 @@
  * GIL released so that Python threads hash on every core at once.
  *
  * The hashes equal xxhash.xxh3_64_intdigest of each page (tests check this).
- * Files are read through a private mmap window per call, unmapped before it
- * returns, so resident memory stays at one window per thread. A file that
+ * Files are read through one mmap window per piece, unmapped before the next,
+ * so resident memory stays at one window per thread. A file that
  * shrinks while it is hashed raises SIGBUS, as any mmap reader would.
  */
 #define PY_SSIZE_T_CLEAN
@@ -63,61 +63,91 @@ static PyObject *hash_into(PyObject *self, PyObject *args)
     return ret;
 }
 
-PyDoc_STRVAR(hash_file_into_doc,
-"hash_file_into(fd, offset, pages, out)\n\n"
-"Write the XXH3-64 of ``pages`` 4 KiB pages of the open file ``fd``, starting\n"
-"at byte ``offset`` (any alignment), into the writable buffer ``out``.");
+PyDoc_STRVAR(hash_pieces_doc,
+"hash_pieces(fd, pieces, next, out)\n\n"
+"Hash pieces of the open file ``fd`` into the writable uint64 buffer ``out``.\n"
+"``pieces`` holds int64 triples (byte offset, pages, index in out); ``next``\n"
+"is a writable int64 that every calling thread increments atomically to take\n"
+"the next piece, so threads calling this at once share the pieces without the\n"
+"GIL. Returns when no piece is left; setting ``next`` past the last piece\n"
+"stops every caller after its current piece.");
 
-static PyObject *hash_file_into(PyObject *self, PyObject *args)
+/* One piece: map its window of the file (mmap wants an aligned offset), hash, unmap. */
+static int hash_piece(int fd, long long offset, long long pages, unsigned char *out)
+{
+    long long start = offset - offset % sysconf(_SC_PAGESIZE);
+    size_t len = (size_t)(offset - start) + (size_t)pages * PAGE;
+    unsigned char *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, start);
+    if (m == MAP_FAILED)
+        return errno;
+    hash_run(m + (offset - start), pages, out);
+    munmap(m, len);
+    return 0;
+}
+
+static PyObject *hash_pieces(PyObject *self, PyObject *args)
 {
     int fd;
-    long long offset;
-    Py_ssize_t pages;
-    Py_buffer out;
-    if (!PyArg_ParseTuple(args, "iLnw*", &fd, &offset, &pages, &out))
+    Py_buffer pieces, next, out;
+    if (!PyArg_ParseTuple(args, "iy*w*w*", &fd, &pieces, &next, &out))
         return NULL;
     PyObject *ret = NULL;
+    const long long *p = pieces.buf;
+    long long n = pieces.len / (3 * (Py_ssize_t)sizeof(long long));
+    long long *counter = next.buf;
     struct stat st;
-    if (offset < 0 || pages < 0) {
-        PyErr_SetString(PyExc_ValueError, "offset and pages must not be negative");
-    } else if (check_out(&out, pages) == 0) {
-        if (fstat(fd, &st) != 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-        } else if (offset + (long long)pages * PAGE > (long long)st.st_size) {
+    if (pieces.len % (3 * sizeof(long long)) || next.len < (Py_ssize_t)sizeof(long long)) {
+        PyErr_SetString(PyExc_ValueError, "pieces must be int64 triples and next one int64");
+        goto done;
+    }
+    if (fstat(fd, &st) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    for (long long i = 0; i < n; i++) { /* check all first: a bad piece must not half-run */
+        long long offset = p[3 * i], pages = p[3 * i + 1], at = p[3 * i + 2];
+        if (offset < 0 || pages < 0 || at < 0 || (at + pages) * 8 > out.len) {
+            PyErr_Format(PyExc_ValueError, "piece %lld (offset %lld, %lld pages, at %lld) is outside the output",
+                         i, offset, pages, at);
+            goto done;
+        }
+        if (offset + pages * PAGE > (long long)st.st_size) {
             /* mapping past the end would fault with SIGBUS, not an error */
             PyErr_Format(PyExc_ValueError, "pages at offset %lld..%lld run past the end of the file (%lld bytes)",
-                         offset, offset + (long long)pages * PAGE, (long long)st.st_size);
-        } else if (pages == 0) {
-            ret = Py_NewRef(Py_None);
-        } else {
-            long long start = offset - offset % sysconf(_SC_PAGESIZE); /* mmap wants an aligned offset */
-            size_t len = (size_t)(offset - start) + (size_t)pages * PAGE;
-            int err = 0;
-            Py_BEGIN_ALLOW_THREADS
-            unsigned char *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, start);
-            if (m == MAP_FAILED) {
-                err = errno;
-            } else {
-                madvise(m, len, MADV_SEQUENTIAL);
-                hash_run(m + (offset - start), pages, out.buf);
-                munmap(m, len);
-            }
-            Py_END_ALLOW_THREADS
-            if (err) {
-                errno = err;
-                PyErr_SetFromErrno(PyExc_OSError);
-            } else {
-                ret = Py_NewRef(Py_None);
-            }
+                         offset, offset + pages * PAGE, (long long)st.st_size);
+            goto done;
         }
     }
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        long long i = __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+        if (i >= n)
+            break;
+        if (p[3 * i + 1] > 0)
+            err = hash_piece(fd, p[3 * i], p[3 * i + 1], (unsigned char *)out.buf + p[3 * i + 2] * 8);
+        if (err) {
+            __atomic_store_n(counter, n, __ATOMIC_RELAXED); /* the others stop too */
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+    } else {
+        ret = Py_NewRef(Py_None);
+    }
+done:
+    PyBuffer_Release(&pieces);
+    PyBuffer_Release(&next);
     PyBuffer_Release(&out);
     return ret;
 }
 
 static PyMethodDef methods[] = {
     {"hash_into", hash_into, METH_VARARGS, hash_into_doc},
-    {"hash_file_into", hash_file_into, METH_VARARGS, hash_file_into_doc},
+    {"hash_pieces", hash_pieces, METH_VARARGS, hash_pieces_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,7 +12,6 @@ equal the Python xxhash package's ``xxh3_64_intdigest`` of each page.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,26 +54,20 @@ def hash_file(path: str | Path, ranges: Sequence[tuple[int, int]], threads: int 
         pieces += [(offset + c * PAGE_SIZE, min(CHUNK_PAGES, pages - c), at + c)
                    for c in range(0, pages, CHUNK_PAGES)]
         at += pages
+    table = np.array(pieces, dtype=np.int64).reshape(-1, 3)
     out = np.empty(at, dtype=np.uint64)
+    next_piece = np.zeros(1, dtype=np.int64)  # taken atomically in C: no GIL between pieces
     threads = min(threads or len(os.sched_getaffinity(0)), len(pieces))
-    todo = iter(pieces)  # shared: next() runs under the GIL, so each piece goes to one thread
-    stop = threading.Event()
-
-    def work(fd: int) -> None:
-        for offset, pages, i in todo:
-            if stop.is_set():
-                return
-            _pagehash.hash_file_into(fd, offset, pages, out[i : i + pages])
-
     with open(path, "rb") as f:
         if threads <= 1:
-            work(f.fileno())
+            _pagehash.hash_pieces(f.fileno(), table, next_piece, out)
             return out
         with ThreadPoolExecutor(threads, thread_name_prefix="hash") as pool:
-            running = [pool.submit(work, f.fileno()) for _ in range(threads)]
+            running = [pool.submit(_pagehash.hash_pieces, f.fileno(), table, next_piece, out)
+                       for _ in range(threads)]
             try:
                 for r in running:
                     r.result()
             finally:  # on an error or Ctrl-C, the other threads stop after their piece
-                stop.set()
+                next_piece[0] = len(pieces)
     return out
