@@ -1,5 +1,6 @@
 # xpipe: domain-level page sharing through a designated sharing area, evaluated
-# from traces of virtual machines. Four stages, one rule file each.
+# from traces of virtual machines. Four stages, one rule file each, and the
+# capture of new traces (run only when asked).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -12,6 +13,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/capture.smk"
 include: "workflow/rules/normalise.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/replay.smk"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from guests import require_qemu
 
 from xpipe.capture import CaptureError, DomainSpec, preset, run_capture
 from xpipe.capture.guest import filter_root_reads
@@ -26,14 +26,6 @@ READ = re.compile(
 )
 
 
-def _require_qemu() -> None:
-    if shutil.which("qemu-system-x86_64") and Path("/bin/busybox").exists():
-        return
-    if os.environ.get("CI"):
-        pytest.fail("capture dependencies missing: CI must run scripts/install-capture-deps.sh")
-    pytest.skip("capture dependencies missing: run scripts/install-capture-deps.sh")
-
-
 def _load(bundle: Path, rel: str) -> bytes:
     data = (bundle / rel).read_bytes()
     return gzip.decompress(data) if rel.endswith(".gz") else data
@@ -45,7 +37,7 @@ def _u64(bundle: Path, rel: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
-    _require_qemu()
+    require_qemu()
     spec = preset("busybox")
     spec.times_s = TIMES
     out = tmp_path_factory.mktemp("capture")
@@ -116,7 +108,7 @@ def test_disk_reads_inside_image(bundle: Path, manifest: dict) -> None:
 
 @pytest.mark.slow
 def test_boot_timeout_names_guest_and_leaves_no_qemu(tmp_path: Path) -> None:
-    _require_qemu()
+    require_qemu()
     spec = preset("busybox")
     spec.domains = [DomainSpec("hang-1", "idle", 128)]
     spec.times_s = [5.0]

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from guests import require_qemu
 
 from xpipe.report.db import connect
 
@@ -31,15 +33,20 @@ def planned_jobs(cwd, *args):
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
-    for name in ("Snakefile", "workflow", "config", "xpipe", "data"):
+def copy_project(root):
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "config", "profiles", "xpipe", "data"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.exists():
             shutil.copy(src, root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = copy_project(tmp_path_factory.mktemp("project"))
     snakemake(root, "--cores", "2")
     return root
 
@@ -136,3 +143,28 @@ def test_report_embeds_every_figure(project):
     html = (project / "report.html").read_text(errors="replace")
     for f in FIGURES:
         assert f"{f}.png" in html
+
+
+@pytest.mark.slow
+def test_recorded_capture_is_made_first_then_replayed(tmp_path):
+    """A capture with `record:` runs rule capture (real QEMU guests), then the whole pipeline on it."""
+    require_qemu()
+    root = copy_project(tmp_path / "project")
+    (root / "config/config.yaml").write_text(yaml.safe_dump({
+        "captures": {"bb": {"record": "busybox"}},
+        "mixes": {"pair": {"capture": "bb", "domains": ["dup-1", "dup-2"]}},
+        "sweep": {"policies": ["none", "oracle", "dsa"], "area_mib": [16], "eviction": ["lru"],
+                  "admit_zero": [False], "snapshot_every": [1], "host_mib": [1024]},
+    }))
+    assert snakemake(root, "-n").returncode == 0 and planned_jobs(root)["capture"] == 1
+    snakemake(root, "--cores", "2")
+    assert (root / "results/captures/busybox/manifest.yaml").exists()
+    assert (root / "results/logs/capture/busybox.log").read_text().count("snapshot 3/3") == 2
+    con = connect(root / "results/xpipe.duckdb")
+    domains = con.sql("SELECT domain, synthetic FROM domains ORDER BY domain").fetchall()
+    assert domains == [("dup-1", False), ("dup-2", False)]
+    assert con.sql("SELECT count(*) FROM reads").fetchall()[0][0] > 0
+    savings = dict(con.sql("SELECT policy, max(savings) FROM summary WHERE mix = 'pair' GROUP BY ALL").fetchall())
+    assert savings["none"] == 0.0 and savings["oracle"] >= savings["dsa"] >= 0.0
+    con.close()
+    assert planned_jobs(root) == {}  # the capture is not redone

@@ -4,6 +4,8 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from xpipe.capture.images import DISK_NAMES
+from xpipe.capture.spec import PRESETS, preset
 from xpipe.readers.manifest import load_manifest
 from xpipe.sim.replay import RunSpec
 from xpipe.synthetic import SyntheticSpec, domain_ids
@@ -43,6 +45,7 @@ wildcard_constraints:
     domain=r"[A-Za-z0-9_.-]+",
     disk=r"[A-Za-z0-9_.-]+",
     mix=r"[A-Za-z0-9_.-]+",
+    preset="|".join(PRESETS),
     run=r"[A-Za-z0-9_.-]+",
 
 
@@ -58,35 +61,52 @@ def is_synthetic(capture):
     return "synthetic" in config["captures"][capture]
 
 
+def recorded_preset(capture):
+    """The `xpipe capture` preset a capture is recorded from (rule capture), or None."""
+    return config["captures"][capture].get("record")
+
+
 def manifest_path(capture):
     if is_synthetic(capture):
         return f"results/synthetic/{capture}/manifest.yaml"
+    if recorded_preset(capture):
+        return f"results/captures/{recorded_preset(capture)}/manifest.yaml"
     return config["captures"][capture]["manifest"]
 
 
-# Real manifests are read once, when the workflow loads: a bad manifest stops
-# the run before any job starts, so no existing result is touched.
-MANIFESTS = {c: load_manifest(manifest_path(c)) for c in config["captures"] if not is_synthetic(c)}
+def on_disk(capture):
+    """Whether the capture's bundle exists before the run (else a rule makes it)."""
+    return not is_synthetic(capture) and not recorded_preset(capture)
+
+
+# Bundles on disk are read once, when the workflow loads: a bad manifest stops
+# the run before any job starts, so no existing result is touched. The domains
+# and disks of the others are known from their generator or capture preset.
+MANIFESTS = {c: load_manifest(manifest_path(c)) for c in config["captures"] if on_disk(c)}
 
 
 def capture_domains(capture):
     if is_synthetic(capture):
         return domain_ids(synthetic_spec(capture))
+    if recorded_preset(capture):
+        return [d.id for d in preset(recorded_preset(capture)).domains]
     return [d.id for d in MANIFESTS[capture].domains]
-
-
-def domain_disk(capture, domain):
-    """The disk name a domain reads from, or None."""
-    if is_synthetic(capture):
-        return "image"
-    d = MANIFESTS[capture].domain(domain).disk
-    return d.name if d else None
 
 
 def capture_disks(capture):
     if is_synthetic(capture):
         return ["image"]
+    if recorded_preset(capture):
+        return [DISK_NAMES[preset(recorded_preset(capture)).guest]]
     return sorted(MANIFESTS[capture].disks)
+
+
+def domain_disk(capture, domain):
+    """The disk name a domain reads from, or None."""
+    if not on_disk(capture):
+        return capture_disks(capture)[0]  # every generated or recorded domain reads the one disk
+    d = MANIFESTS[capture].domain(domain).disk
+    return d.name if d else None
 
 
 def synthetic_params(wildcards):
@@ -104,7 +124,7 @@ def capture_reads(wildcards):
 def domain_files(wildcards):
     """Every file stage 1 reads for a domain, so a changed file reruns it."""
     files = [manifest_path(wildcards.capture)]
-    if not is_synthetic(wildcards.capture):
+    if on_disk(wildcards.capture):
         d = MANIFESTS[wildcards.capture].domain(wildcards.domain)
         files += [str(s.path) for s in d.snapshots]
         files += [str(s.kpageflags) for s in d.snapshots if s.kpageflags]
@@ -114,7 +134,7 @@ def domain_files(wildcards):
 
 def disk_files(wildcards):
     files = [manifest_path(wildcards.capture)]
-    if not is_synthetic(wildcards.capture):
+    if on_disk(wildcards.capture):
         d = MANIFESTS[wildcards.capture].disks[wildcards.disk]
         files.append(str(d.block_hashes or d.image))
     return files
@@ -175,7 +195,8 @@ def mix_reads(wildcards):
 
 
 def mix_synthetic(wildcards):
-    return is_synthetic(mix_capture(wildcards)) or MANIFESTS[mix_capture(wildcards)].synthetic
+    c = mix_capture(wildcards)
+    return is_synthetic(c) or (on_disk(c) and MANIFESTS[c].synthetic)  # a recorded capture is real
 
 
 def all_outputs(kind):

@@ -9,6 +9,9 @@ from xpipe.capture.host import find_kernel
 from xpipe.capture.initramfs import busybox_data_disk, busybox_initramfs
 from xpipe.capture.rootfs import SUITE, debian_image
 
+#: The disk each guest kind reads, by its name under `disks` in the manifest.
+DISK_NAMES = {"debian": SUITE, "busybox": "busybox-data"}
+
 #: Common kernel options: serial console, free pages read as zeros, reboot -> exit on panic.
 BASE_APPEND = "console=ttyS0 init_on_free=1 panic=1"
 
@@ -31,7 +34,7 @@ def guest_image(kind: str) -> GuestImage:
     """Build (or take from the cache) everything a guest of ``kind`` boots from."""
     kernel = find_kernel()
     if kind == "debian":
-        return GuestImage(kind, SUITE, kernel.vmlinuz, kernel.initrd, debian_image())
+        return GuestImage(kind, DISK_NAMES[kind], kernel.vmlinuz, kernel.initrd, debian_image())
     return GuestImage(
-        kind, "busybox-data", kernel.vmlinuz, busybox_initramfs(kernel), busybox_data_disk(kernel)
+        kind, DISK_NAMES[kind], kernel.vmlinuz, busybox_initramfs(kernel), busybox_data_disk(kernel)
     )
