@@ -9,7 +9,7 @@ import yaml
 from elfcore import elf_core
 
 from xpipe.errors import InputError
-from xpipe.hashing import PAGE_SIZE, ZERO_HASH, hash_pages
+from xpipe.hashing import PAGE_SIZE, hash_pages
 from xpipe.readers.blktrace import read_blk_trace
 from xpipe.readers.compact import read_u64, write_u64
 from xpipe.readers.manifest import load_manifest
