@@ -46,7 +46,7 @@ for k in /boot/vmlinuz-*; do
     [ -e "$k" ] && $SUDO chmod a+r "$k"
 done
 
-python3 - <<'PY' 2>/dev/null || python3 -m pip install -q numpy xxhash pyyaml
-import numpy, xxhash, yaml  # noqa: F401
+python3 - <<'PY' 2>/dev/null || python3 -m pip install -q numpy pyyaml
+import numpy, yaml  # noqa: F401
 PY
 echo "capture dependencies ready"

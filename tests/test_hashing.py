@@ -43,7 +43,7 @@ def test_hash_file_ranges_in_order_on_every_thread_count(tmp_path, monkeypatch, 
 def test_hash_file_refuses_a_range_past_the_end(tmp_path, monkeypatch, threads):
     monkeypatch.setattr(hashing, "CHUNK_PAGES", 1)
     (tmp_path / "f").write_bytes(random_pages(3))
-    with pytest.raises(ValueError, match=r"offset 12288\.\.16384 run past the end of the file \(12288 bytes\)"):
+    with pytest.raises(ValueError, match=r"1 pages at offset 12288 run past the end of the file \(12288 bytes\)"):
         hash_file(tmp_path / "f", [(0, 2), (PAGE_SIZE, 3)], threads=threads)
 
 
@@ -71,3 +71,36 @@ def test_pieces_are_shared_through_the_counter(tmp_path):
         with pytest.raises(ValueError, match=r"piece 1 \(offset 8192, 2 pages, at 3\) is outside the output"):
             _pagehash.hash_pieces(f.fileno(), np.array([[0, 1, 0], [8192, 2, 3]], dtype=np.int64),
                                   np.zeros(1, dtype=np.int64), out)
+        for huge in ([1, 2**61, 0], [0, 1, 2**61]):  # sizes whose byte counts would overflow
+            with pytest.raises(ValueError, match="outside the output|past the end"):
+                _pagehash.hash_pieces(f.fileno(), np.array([huge], dtype=np.int64),
+                                      np.zeros(1, dtype=np.int64), np.zeros(2**20, dtype=np.uint64))
+
+
+def test_readers_hash_with_the_threads_they_are_given(tmp_path, monkeypatch):
+    from xpipe.readers import SNAPSHOT_READERS
+
+    pools = []
+
+    class Recording(hashing.ThreadPoolExecutor):
+        def __init__(self, workers, **kw):
+            pools.append(workers)
+            super().__init__(workers, **kw)
+
+    monkeypatch.setattr(hashing, "ThreadPoolExecutor", Recording)
+    monkeypatch.setattr(hashing, "CHUNK_PAGES", 1)
+    data = random_pages(4)
+    (tmp_path / "m.raw").write_bytes(data)
+    for threads in (1, 3):
+        gfn, h = SNAPSHOT_READERS["pmemsave"](tmp_path / "m.raw", threads)
+        assert h.tolist() == xxh(data)
+    assert pools == [1, 3]
+
+
+def test_disk_size_does_not_hash_the_image(tmp_path, monkeypatch):
+    from xpipe import normalise
+    from xpipe.readers.manifest import Disk
+
+    (tmp_path / "d.img").write_bytes(bytes(3 * PAGE_SIZE))
+    monkeypatch.setattr(normalise, "hash_file", lambda *a: pytest.fail("the image was hashed"))
+    assert normalise.disk_blocks(Disk("d", None, tmp_path / "d.img")) == 3

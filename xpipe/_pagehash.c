@@ -106,15 +106,16 @@ static PyObject *hash_pieces(PyObject *self, PyObject *args)
     }
     for (long long i = 0; i < n; i++) { /* check all first: a bad piece must not half-run */
         long long offset = p[3 * i], pages = p[3 * i + 1], at = p[3 * i + 2];
-        if (offset < 0 || pages < 0 || at < 0 || (at + pages) * 8 > out.len) {
+        long long slots = out.len / 8, size = st.st_size; /* divisions below: no overflow */
+        if (offset < 0 || pages < 0 || at < 0 || at > slots || pages > slots - at) {
             PyErr_Format(PyExc_ValueError, "piece %lld (offset %lld, %lld pages, at %lld) is outside the output",
                          i, offset, pages, at);
             goto done;
         }
-        if (offset + pages * PAGE > (long long)st.st_size) {
+        if (offset > size || pages > (size - offset) / PAGE) {
             /* mapping past the end would fault with SIGBUS, not an error */
-            PyErr_Format(PyExc_ValueError, "pages at offset %lld..%lld run past the end of the file (%lld bytes)",
-                         offset, offset + pages * PAGE, (long long)st.st_size);
+            PyErr_Format(PyExc_ValueError, "%lld pages at offset %lld run past the end of the file (%lld bytes)",
+                         pages, offset, size);
             goto done;
         }
     }

@@ -58,13 +58,12 @@ def hash_file(path: str | Path, ranges: Sequence[tuple[int, int]], threads: int 
     out = np.empty(at, dtype=np.uint64)
     next_piece = np.zeros(1, dtype=np.int64)  # taken atomically in C: no GIL between pieces
     threads = min(threads or len(os.sched_getaffinity(0)), len(pieces))
+    # Even one thread runs in the pool: this thread waits in result(), where
+    # Ctrl-C arrives, instead of inside C until the whole file is hashed.
     with open(path, "rb") as f:
-        if threads <= 1:
-            _pagehash.hash_pieces(f.fileno(), table, next_piece, out)
-            return out
-        with ThreadPoolExecutor(threads, thread_name_prefix="hash") as pool:
+        with ThreadPoolExecutor(max(threads, 1), thread_name_prefix="hash") as pool:
             running = [pool.submit(_pagehash.hash_pieces, f.fileno(), table, next_piece, out)
-                       for _ in range(threads)]
+                       for _ in range(max(threads, 1))]
             try:
                 for r in running:
                     r.result()

@@ -18,29 +18,37 @@ from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, REQUESTS
 log = logging.getLogger(__name__)
 
 
-def disk_block_hashes(disk: Disk) -> np.ndarray:
-    """One hash per 4 KiB block of the disk, from its block-hash file or its image."""
+def disk_blocks(disk: Disk) -> int:
+    """How many 4 KiB blocks the disk has: one per block hash, or its image's size (not hashed)."""
     if disk.block_hashes is not None:
-        return read_u64(disk.block_hashes)
+        return len(read_u64(disk.block_hashes))
     size = disk.image.stat().st_size
     if size % PAGE_SIZE:
         raise InputError(disk.image, f"offset {size - size % PAGE_SIZE}",
                          f"expected a disk image of whole {PAGE_SIZE}-byte blocks")
-    return hash_file(disk.image, [(0, size // PAGE_SIZE)])
+    return size // PAGE_SIZE
 
 
-def normalise_disk(disk: Disk) -> pl.DataFrame:
-    h = disk_block_hashes(disk)
+def disk_block_hashes(disk: Disk, threads: int = 0) -> np.ndarray:
+    """One hash per 4 KiB block of the disk, from its block-hash file or its image."""
+    if disk.block_hashes is not None:
+        return read_u64(disk.block_hashes)
+    return hash_file(disk.image, [(0, disk_blocks(disk))], threads)
+
+
+def normalise_disk(disk: Disk, threads: int = 0) -> pl.DataFrame:
+    h = disk_block_hashes(disk, threads)
     return pl.DataFrame({"block": np.arange(len(h), dtype=np.int64), "hash": h}, schema=BLOCKS.schema)
 
 
-def normalise_frames(domain: Domain) -> pl.DataFrame:
-    """Every snapshot of the domain, frame by frame, with kpageflags where captured."""
+def normalise_frames(domain: Domain, threads: int = 0) -> pl.DataFrame:
+    """Every snapshot of the domain, frame by frame, with kpageflags where captured.
+    Raw dumps are hashed with ``threads`` threads (0: one per core)."""
     expected = domain.memory_mib * (1 << 20) // PAGE_SIZE
     parts = []
     first_gfn = None
     for k, snap in enumerate(domain.snapshots):
-        gfn, h = SNAPSHOT_READERS[snap.kind](snap.path)
+        gfn, h = SNAPSHOT_READERS[snap.kind](snap.path, threads)
         if len(h) != expected:
             raise InputError(snap.path, None,
                              f"expected {expected} page frames ({domain.memory_mib} MiB), found {len(h)}")

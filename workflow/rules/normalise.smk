@@ -26,6 +26,9 @@ rule normalise_disk:
         blocks="results/normalised/{capture}/disks/{disk}.parquet",
     params:
         manifest=capture_manifest,
+    # threads that hash raw dumps and disk images; jobs run side by side, so one
+    # each by default (more for a few large dumps: --set-threads normalise_disk=2)
+    threads: 1
     conda:
         "../envs/xpipe.yaml"
     log:
@@ -45,6 +48,9 @@ rule normalise_domain:
         requests="results/normalised/{capture}/requests/{domain}.parquet",
     params:
         manifest=capture_manifest,
+    # threads that hash raw dumps and disk images; jobs run side by side, so one
+    # each by default (more for a few large dumps: --set-threads normalise_domain=2)
+    threads: 1
     conda:
         "../envs/xpipe.yaml"
     log:

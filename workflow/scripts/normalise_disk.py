@@ -7,7 +7,7 @@ from xpipe.readers.manifest import load_manifest
 
 def main():
     manifest = load_manifest(snakemake.params.manifest)
-    write_parquet(normalise_disk(manifest.disks[snakemake.wildcards.disk]), snakemake.output.blocks)
+    write_parquet(normalise_disk(manifest.disks[snakemake.wildcards.disk], snakemake.threads), snakemake.output.blocks)
 
 
 run_logged(snakemake.log[0], main)

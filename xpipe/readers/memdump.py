@@ -67,14 +67,14 @@ def read_dump(path: str | Path, kind: str = "auto", threads: int = 0) -> tuple[n
     return gfn, hashes
 
 
-def read_pmemsave(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def read_pmemsave(path: str | Path, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(gfn, hash) of a raw dump of guest-physical memory starting at address 0."""
-    return read_dump(path, "pmemsave")
+    return read_dump(path, "pmemsave", threads)
 
 
-def read_elf_core(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def read_elf_core(path: str | Path, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(gfn, hash) of every page in the PT_LOAD segments of a QEMU ELF core, by guest-physical address."""
-    return read_dump(path, "elf")
+    return read_dump(path, "elf", threads)
 
 
 def elf_load_segments(path: Path, m) -> list[tuple[int, int, int]]:
