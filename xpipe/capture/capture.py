@@ -170,8 +170,9 @@ def _snapshot_all(
         flags = g.kpageflags(i, nbytes)
         pages = write_compact(out / g.name / f"s{i}.xxh", u64_bytes(hashes), compress)
         kpf = write_compact(out / g.name / f"s{i}.kpf", u64_bytes(flags), compress)
+        kept = None
         if keep_raw:
-            shutil.move(raw, out / g.name / f"s{i}.raw")
+            kept = Path(shutil.move(raw, out / g.name / f"s{i}.raw"))
         else:
             raw.unlink()
         zero = int(np.count_nonzero(hashes == ZERO_HASH))
@@ -193,6 +194,7 @@ def _snapshot_all(
                 "guest_uptime_s": uptime,
                 "pages": relative(pages, out),
                 "kpageflags": relative(kpf, out),
+                **({"raw_dump": relative(kept, out)} if kept else {}),
             }
         )
     log.debug("snapshot %d of %d guests took %.1f s", i, len(guests), time.monotonic() - t0)
