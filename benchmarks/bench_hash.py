@@ -15,9 +15,6 @@ Parquet written) alternately, and reports xxhsum_time / xpipe_time (target
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -28,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from record import load_now, machine, write_result
 
 PAGE = 4096
 MIX = {"zero": 0.45, "random": 0.35, "repeated": 0.20}
@@ -135,7 +133,7 @@ def main() -> int:
                     help="where the dump is created and kept for later runs")
     ap.add_argument("--out", type=Path, default=Path("results/bench/hash.json"))
     args = ap.parse_args()
-    load_start = round(os.getloadavg()[0], 2)
+    load_start = load_now()
 
     xxhsum = shutil.which("xxhsum")
     if xxhsum is None:
@@ -174,9 +172,7 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in wall.items()}
     best = {k: min(v) for k, v in wall.items()}
     result = {
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    # other work on the machine slows the runs: 1-minute load before and after
-                    "loadavg_start": load_start, "loadavg_end": round(os.getloadavg()[0], 2)},
+        "machine": machine(load_start),
         "dump": {"bytes": pages * PAGE, "pages": pages, "mix": MIX, "seed": args.seed},
         "wall_s": {k: [round(x, 3) for x in v] for k, v in wall.items()},
         "median_s": {k: round(v, 3) for k, v in med.items()},
@@ -197,9 +193,7 @@ def main() -> int:
           f"best {result['ratio_xxhsum_over_xpipe_best']:.2f} (target >= 1.0)")
     print(f"xpipe peak RSS: largest process {result['xpipe_peak_rss_mib_largest_process']} MiB, "
           f"process tree (sampled) {result['xpipe_peak_rss_mib_process_tree_sampled']} MiB (target < 512)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

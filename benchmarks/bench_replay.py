@@ -16,9 +16,6 @@ second on a synthetic memory mix.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from record import load_now, machine, write_result
 
 from xpipe.hashing import ZERO_HASH
 from xpipe.schemas import PAGE_TYPES
@@ -139,7 +137,7 @@ def main() -> int:
                     help="where the oracleGeneral trace is written")
     ap.add_argument("--out", type=Path, default=Path("results/bench/replay.json"))
     args = ap.parse_args()
-    load_start = round(os.getloadavg()[0], 2)
+    load_start = load_now()
 
     reads = zipf_reads(args.reads, args.objects, args.alpha, args.seed)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -168,9 +166,7 @@ def main() -> int:
         policies[run] = {"seconds": round(secs, 4), "pages_per_s": round(pages / secs)}
 
     result = {
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    # other work on the machine slows the runs: 1-minute load before and after
-                    "loadavg_start": load_start, "loadavg_end": round(os.getloadavg()[0], 2)},
+        "machine": machine(load_start),
         "stream": {"reads": len(reads), "objects": args.objects, "alpha": args.alpha,
                    "capacity_objects": args.capacity, "snapshots": args.snapshots, "seed": args.seed},
         "hits": x_hits,
@@ -187,9 +183,7 @@ def main() -> int:
     print(f"memory mix {d} domains x {f} frames x {s} snapshots = {pages:,} pages:")
     for run, r in policies.items():
         print(f"  {run:<18}{r['pages_per_s']:>14,} pages/s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

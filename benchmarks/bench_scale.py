@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import yaml
+from record import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = ["sqlite", "web", "compress", "compile", "idle"]
@@ -90,9 +90,7 @@ def main() -> int:
         out["time_exponent"] = round(exponent(ns, [r["wall_s"] for r in results]), 2)
         out["memory_exponent"] = round(exponent(ns, [r["peak_rss_mib"] for r in results]), 2)
         print(f"time ~ N^{out['time_exponent']}, peak job memory ~ N^{out['memory_exponent']}")
-    path = ROOT / "results/bench/scale.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
+    write_result(ROOT / "results/bench/scale.json", out)
     return 0
 
 
