@@ -13,15 +13,12 @@ fi
 
 PACKAGES=(
     qemu-system-x86     # qemu-system-x86_64, run with -accel tcg
-    qemu-utils          # qemu-img
     linux-image-amd64   # guest kernel + initrd (/boot/vmlinuz-*, /boot/initrd.img-*)
     initramfs-tools     # builds the initrd for that kernel
     debootstrap         # Debian root file system for the workload guests
     busybox-static      # init + tools of the small initramfs guests
     e2fsprogs           # mkfs.ext4 -d (pack a directory into an image, no mount)
-    cpio                # pack initramfs archives
     gzip
-    xxhash              # xxhsum, a reference for hashing speed
     python3-pip
 )
 
@@ -46,7 +43,4 @@ for k in /boot/vmlinuz-*; do
     [ -e "$k" ] && $SUDO chmod a+r "$k"
 done
 
-python3 - <<'PY' 2>/dev/null || python3 -m pip install -q numpy pyyaml
-import numpy, yaml  # noqa: F401
-PY
 echo "capture dependencies ready"

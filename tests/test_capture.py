@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 from pathlib import Path
@@ -15,6 +14,7 @@ from guests import require_qemu
 from xpipe.capture import CaptureError, DomainSpec, preset, run_capture
 from xpipe.capture.guest import filter_root_reads
 from xpipe.hashing import ZERO_HASH
+from xpipe.readers.compact import read_bytes, read_u64
 
 # The tests that boot QEMU guests are marked slow (about a minute); CI runs them after
 # scripts/install-capture-deps.sh.
@@ -24,15 +24,6 @@ KPF_BUDDY = 1 << 10
 READ = re.compile(
     r"^\d+@\d+\.\d+:blk_co_preadv blk 0x[0-9a-f]+ bs 0x[0-9a-f]+ offset (\d+) bytes (\d+) flags 0x[0-9a-f]+$"
 )
-
-
-def _load(bundle: Path, rel: str) -> bytes:
-    data = (bundle / rel).read_bytes()
-    return gzip.decompress(data) if rel.endswith(".gz") else data
-
-
-def _u64(bundle: Path, rel: str) -> np.ndarray:
-    return np.frombuffer(_load(bundle, rel), dtype="<u8")
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +58,11 @@ def test_snapshots_at_asked_times_one_hash_per_frame(bundle: Path, manifest: dic
             # Taken at the asked time (never early; late only by the few seconds a snapshot takes).
             assert s["time_s"] - 0.05 <= s["taken_at_s"] <= s["time_s"] + 10
             assert 0 < s["guest_uptime_s"] < s["taken_at_s"]
-            pages = _u64(bundle, s["pages"])
+            pages = read_u64(bundle / s["pages"])
             assert len(pages) == frames
             zero = pages == ZERO_HASH
             assert 0 < zero.sum() < frames  # free memory reads as zero (init_on_free), the rest is not
-            flags = _u64(bundle, s["kpageflags"])
+            flags = read_u64(bundle / s["kpageflags"])
             assert len(flags) == frames
             assert (flags & KPF_BUDDY).any()  # a booted kernel has free (buddy) pages
         # Free pages are zeroed by init_on_free=1, so free (buddy) frames hash as zero. Only the
@@ -87,13 +78,13 @@ def test_raw_dumps_kept_and_named(bundle: Path, manifest: dict) -> None:
         for s in d["snapshots"]:
             raw = bundle / s["raw_dump"]
             _, hashes = read_pmemsave(raw)  # the dump the compact file was hashed from
-            assert np.array_equal(hashes, _u64(bundle, s["pages"]))
+            assert np.array_equal(hashes, read_u64(bundle / s["pages"]))
             raw.unlink()  # 256 MiB each
 
 
 @pytest.mark.slow
 def test_guests_of_one_workload_share_pages(bundle: Path, manifest: dict) -> None:
-    a, b = (_u64(bundle, d["snapshots"][-1]["pages"]) for d in manifest["domains"])
+    a, b = (read_u64(bundle / d["snapshots"][-1]["pages"]) for d in manifest["domains"])
     common = np.intersect1d(a[a != ZERO_HASH], b[b != ZERO_HASH])
     assert len(common) > 1000  # same kernel, same files copied from the same disk
 
@@ -101,11 +92,11 @@ def test_guests_of_one_workload_share_pages(bundle: Path, manifest: dict) -> Non
 @pytest.mark.slow
 def test_disk_reads_inside_image(bundle: Path, manifest: dict) -> None:
     disk = manifest["disks"]["busybox-data"]
-    blocks = _u64(bundle, disk["block_hashes"])
+    blocks = read_u64(bundle / disk["block_hashes"])
     assert len(blocks) * 4096 == disk["size_bytes"]
     for d in manifest["domains"]:
         assert d["reads_start_epoch_s"] > 1e9
-        lines = _load(bundle, d["reads"]).decode().splitlines()
+        lines = read_bytes(bundle / d["reads"]).decode().splitlines()
         assert len(lines) > 50
         for line in lines:
             m = READ.match(line)
@@ -113,7 +104,7 @@ def test_disk_reads_inside_image(bundle: Path, manifest: dict) -> None:
             offset, nbytes = int(m.group(1)), int(m.group(2))
             assert 0 <= offset and offset + nbytes <= disk["size_bytes"]
     # Pages read from the disk sit in the guest page cache: some frames equal disk blocks.
-    pages = _u64(bundle, manifest["domains"][0]["snapshots"][-1]["pages"])
+    pages = read_u64(bundle / manifest["domains"][0]["snapshots"][-1]["pages"])
     nonzero_blocks = blocks[blocks != ZERO_HASH]
     assert np.isin(pages, nonzero_blocks).sum() > 100
 

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
+from guests import require, require_qemu
 
-from xpipe.capture.ksm import KSM, THP, validate_ksm
+from xpipe.capture.ksm import KSM, KSM_SETTINGS, THP, validate_ksm
 
 
 def _state() -> dict[str, str]:
-    out = {n: (KSM / n).read_text() for n in ("run", "pages_to_scan", "sleep_millisecs")}
+    out = {n: (KSM / n).read_text() for n in ("run", *KSM_SETTINGS)}
     out["thp"] = THP.read_text()
     return out
 
 
 @pytest.mark.slow
 def test_ksm_agrees_with_prediction() -> None:
-    missing = not shutil.which("qemu-system-x86_64") or not (KSM / "run").exists() or os.geteuid() != 0
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail("KSM check needs root, host KSM and scripts/install-capture-deps.sh")
-        pytest.skip("KSM check needs root, host KSM and QEMU")
+    require_qemu()
+    require((KSM / "run").exists() and os.geteuid() == 0, "KSM check needs root and host KSM")
     before = _state()
     result = validate_ksm(n_guests=3, memory_mib=256, settle_timeout_s=240, boot_timeout_s=120)
     assert _state() == before  # every setting put back

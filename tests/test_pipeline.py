@@ -11,10 +11,11 @@ import pytest
 import yaml
 from guests import require_qemu
 
+from xpipe.report import FIGURE_NAMES
 from xpipe.report.db import connect
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ["savings", "footprint_time", "area_size", "page_types", "domains_per_host", "snapshot_interval"]
+FIGURES = FIGURE_NAMES
 
 
 def snakemake(cwd, *args, check=True):

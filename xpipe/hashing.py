@@ -21,6 +21,7 @@ import numpy as np
 from xpipe import _pagehash
 
 PAGE_SIZE = 4096
+PAGES_PER_MIB = (1 << 20) // PAGE_SIZE
 #: Pages one thread hashes per call: a 32 MiB mmap window, unmapped after.
 CHUNK_PAGES = 8192
 

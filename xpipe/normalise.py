@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from xpipe.errors import InputError
-from xpipe.hashing import PAGE_SIZE, hash_file
+from xpipe.hashing import PAGE_SIZE, PAGES_PER_MIB, hash_file
 from xpipe.readers import SNAPSHOT_READERS
 from xpipe.readers.blktrace import read_blk_trace
 from xpipe.readers.compact import read_u64
@@ -44,7 +44,7 @@ def normalise_disk(disk: Disk, threads: int = 0) -> pl.DataFrame:
 def normalise_frames(domain: Domain, threads: int = 0) -> pl.DataFrame:
     """Every snapshot of the domain, frame by frame, with kpageflags where captured.
     Raw dumps are hashed with ``threads`` threads (0: one per core)."""
-    expected = domain.memory_mib * (1 << 20) // PAGE_SIZE
+    expected = domain.memory_mib * PAGES_PER_MIB
     parts = []
     first_gfn = None
     for k, snap in enumerate(domain.snapshots):
@@ -90,7 +90,7 @@ def normalise_requests(domain: Domain, disk_bytes: int | None) -> pl.DataFrame:
 
 def domains_table(capture: str, manifest: Manifest, reads_per_domain: dict[str, int]) -> pl.DataFrame:
     return pl.DataFrame(
-        [(capture, d.id, d.workload, d.memory_mib, d.memory_mib * 256, len(d.snapshots),
+        [(capture, d.id, d.workload, d.memory_mib, d.memory_mib * PAGES_PER_MIB, len(d.snapshots),
           reads_per_domain.get(d.id, 0), manifest.synthetic) for d in manifest.domains],
         schema=DOMAINS.schema, orient="row",
     )

@@ -23,8 +23,9 @@ import numpy as np
 import yaml
 
 from xpipe.extract import KPF
-from xpipe.hashing import PAGE_SIZE, ZERO_HASH
+from xpipe.hashing import PAGE_SIZE, PAGES_PER_MIB, ZERO_HASH
 from xpipe.readers.compact import write_u64
+from xpipe.readers.manifest import FORMAT
 
 _LRU = 1 << 5
 _F = {k: np.uint64(1 << v) for k, v in KPF.items()}
@@ -149,10 +150,10 @@ def write_synthetic_bundle(out: str | Path, spec: SyntheticSpec = SyntheticSpec(
     if len(spec.workloads) != len(spec.domains_per_workload):
         raise ValueError("workloads and domains_per_workload must have the same length")
     rng = np.random.default_rng(spec.seed)
-    disk, ranges = _disk_layout(rng, spec.disk_mib * 256, spec.workloads)
+    disk, ranges = _disk_layout(rng, spec.disk_mib * PAGES_PER_MIB, spec.workloads)
     gz = ".gz" if spec.compress else ""
     write_u64(out / f"disk.blk.xxh{gz}", disk)
-    frames = spec.memory_mib * 256
+    frames = spec.memory_mib * PAGES_PER_MIB
     shared_kernel = rng.integers(1, 2**63, frames, dtype=np.uint64)
     epoch = 1_790_000_000.0
     domains = []
@@ -172,7 +173,7 @@ def write_synthetic_bundle(out: str | Path, spec: SyntheticSpec = SyntheticSpec(
                             "reads": f"{did}/reads.log", "reads_start_epoch_s": epoch,
                             "snapshots": entries})
     manifest = {
-        "format": "xpipe-capture/1",
+        "format": FORMAT,
         "synthetic": True,
         "description": f"SYNTHETIC data from xpipe.synthetic (seed {spec.seed}); not recorded from any machine",
         "page_size": PAGE_SIZE,

@@ -6,13 +6,13 @@ from snakemake.utils import validate
 
 from xpipe.capture.images import DISK_NAMES
 from xpipe.capture.spec import PRESETS, preset
+from xpipe.hashing import PAGES_PER_MIB
 from xpipe.readers.manifest import load_manifest
+from xpipe.report import FIGURE_NAMES
 from xpipe.sim.replay import RunSpec
 from xpipe.synthetic import SyntheticSpec, domain_ids
 
 validate(config, "../schemas/config.schema.yaml")
-
-PAGES_PER_MIB = 256
 
 # The project's own folder (where the Snakefile is), so the workflow also runs
 # with another working directory (snakemake -d DIR).
@@ -37,7 +37,7 @@ CODE = {
     "figures": src("xpipe/report/figures.py"),
     "tables": src("xpipe/report/tables.py"),
 }
-FIGURES = ["savings", "footprint_time", "area_size", "page_types", "domains_per_host", "snapshot_interval"]
+FIGURES = FIGURE_NAMES
 
 
 wildcard_constraints:

@@ -10,12 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from xpipe.capture.bundle import FORMAT, page_hashes, relative, u64_bytes, write_compact, write_manifest
+from xpipe.capture.bundle import dump_hashes, relative, write_compact, write_manifest
 from xpipe.capture.guest import Guest, GuestConfig
 from xpipe.capture.host import make_scratch, qemu_version
 from xpipe.capture.images import GuestImage, guest_image
 from xpipe.capture.spec import CaptureSpec, DomainSpec
-from xpipe.hashing import ZERO_HASH
+from xpipe.hashing import PAGE_SIZE, ZERO_HASH
+from xpipe.normalise import disk_block_hashes
+from xpipe.readers.compact import u64_bytes
+from xpipe.readers.manifest import FORMAT, Disk
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ def run_capture(spec: CaptureSpec, out: Path, keep_raw: bool = False, compress: 
         "synthetic": False,
         "description": f"{spec.description}. Guest kernel {image.kernel.name}; {qemu_version()}; "
         f"snapshot times count from QEMU's start.",
-        "page_size": 4096,
+        "page_size": PAGE_SIZE,
         "disks": {image.disk_name: disk_entry},
         "domains": domains,
     }
@@ -53,7 +56,7 @@ def run_capture(spec: CaptureSpec, out: Path, keep_raw: bool = False, compress: 
 
 def _write_disk(image: GuestImage, out: Path, compress: bool) -> dict[str, Any]:
     t0 = time.monotonic()
-    hashes = page_hashes(image.root_disk)
+    hashes = disk_block_hashes(Disk(image.disk_name, None, image.root_disk))
     path = write_compact(out / "disks" / f"{image.disk_name}.blk.xxh", u64_bytes(hashes), compress)
     log.info("disk %s: %d blocks hashed in %.1f s", image.root_disk.name, len(hashes), time.monotonic() - t0)
     return {"block_hashes": relative(path, out), "size_bytes": image.root_disk.stat().st_size}
@@ -166,7 +169,7 @@ def _snapshot_all(
         raws.append(raw)
     entries = []
     for g, taken_at, (uptime, nbytes), raw in zip(guests, taken, answers, raws):
-        hashes = page_hashes(raw, frames=g.cfg.frames)
+        hashes = dump_hashes(raw, g.cfg.frames)
         flags = g.kpageflags(i, nbytes)
         pages = write_compact(out / g.name / f"s{i}.xxh", u64_bytes(hashes), compress)
         kpf = write_compact(out / g.name / f"s{i}.kpf", u64_bytes(flags), compress)

@@ -49,10 +49,7 @@ def _run(fn, args: argparse.Namespace) -> int:
     try:
         with _interruptible():
             return fn(args)
-    except CaptureError as e:
-        log.error("error: %s", e)
-        return 2
-    except ValueError as e:
+    except (CaptureError, ValueError) as e:  # InputError is a ValueError too
         log.error("error: %s", e)
         return 2
     except KeyboardInterrupt:

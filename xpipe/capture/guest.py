@@ -23,10 +23,10 @@ from xpipe.capture.errors import CaptureError
 from xpipe.capture.host import require_tool
 from xpipe.capture.qmp import QMP, connect_unix
 from xpipe.capture.workloads import KPF_BLOCK
+from xpipe.hashing import PAGES_PER_MIB
 
 log = logging.getLogger(__name__)
 
-PAGE = 4096
 #: kpageflags bit for "no page frame here" (pagemap.rst): fills frames the guest did not report.
 KPF_NOPAGE = 1 << 20
 
@@ -44,7 +44,7 @@ class GuestConfig:
 
     @property
     def frames(self) -> int:
-        return self.memory_mib * (1 << 20) // PAGE
+        return self.memory_mib * PAGES_PER_MIB
 
     @property
     def slot_bytes(self) -> int:
@@ -188,11 +188,6 @@ class Guest:
         assert self.ctl is not None
         seek = index * self.cfg.slot_bytes // KPF_BLOCK
         self.ctl.sendall(f"snap {index} {seek}\n".encode())
-
-    def copy_kpageflags(self, index: int, timeout_s: float = 120.0) -> tuple[float, int]:
-        """Copy /proc/kpageflags into slot ``index`` and wait; returns (guest uptime, bytes)."""
-        self.request_kpageflags(index)
-        return self.wait_kpageflags(index, timeout_s)
 
     def wait_kpageflags(self, index: int, timeout_s: float = 120.0) -> tuple[float, int]:
         """Wait for the guest's answer to ``request_kpageflags``: (guest uptime, bytes copied)."""

@@ -10,6 +10,7 @@ and both numbers are taken at that moment.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xpipe.capture.bundle import page_hashes
+from xpipe.capture.bundle import dump_hashes
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.guest import Guest, GuestConfig
 from xpipe.capture.host import make_scratch
@@ -34,6 +35,8 @@ KSM = Path("/sys/kernel/mm/ksm")
 THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 #: Scanning fast enough to settle within a minute on a few hundred MiB of guests.
 KSM_SETTINGS = {"pages_to_scan": "20000", "sleep_millisecs": "10"}
+#: /proc/PID/pagemap has one entry per host page (guest frames are host pages here: both 4 KiB).
+HOST_PAGE = mmap.PAGESIZE
 PAGEMAP_PRESENT = 1 << 63
 PAGEMAP_SWAPPED = 1 << 62
 
@@ -128,16 +131,21 @@ def guest_ram_mapping(pid: int, size: int) -> int:
     return found[0]
 
 
-def present_frames(pid: int, size: int) -> np.ndarray:
-    """Boolean per guest frame: does the host back it with a page (pagemap present or swapped)?"""
-    start = guest_ram_mapping(pid, size)
-    n = size // 4096
-    with open(f"/proc/{pid}/pagemap", "rb") as f:
-        f.seek(start // 4096 * 8)
-        entries = np.frombuffer(f.read(n * 8), dtype="<u8")
+def _backed(pagemap, start: int, size: int) -> np.ndarray:
+    """Per host page of [start, start + size) of an open /proc/PID/pagemap: does the host
+    back it with a page (present or swapped)?"""
+    n = size // HOST_PAGE
+    pagemap.seek(start // HOST_PAGE * 8)
+    entries = np.frombuffer(pagemap.read(n * 8), dtype="<u8")
     if len(entries) != n:
-        raise CaptureError(f"QEMU pid {pid}: short pagemap read ({len(entries)} of {n} entries)")
+        raise CaptureError(f"{pagemap.name}: short pagemap read ({len(entries)} of {n} entries)")
     return (entries & np.uint64(PAGEMAP_PRESENT | PAGEMAP_SWAPPED)) != 0
+
+
+def present_frames(pid: int, ram_start: int, size: int) -> np.ndarray:
+    """Boolean per guest frame of the guest RAM at ``ram_start``: does the host back it?"""
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        return _backed(f, ram_start, size)
 
 
 def _mergeable_mappings(pid: int) -> list[tuple[int, int]]:
@@ -160,9 +168,7 @@ def other_mergeable_pages(pid: int, ram_start: int) -> np.ndarray:
         for lo, hi in _mergeable_mappings(pid):
             if lo == ram_start:
                 continue
-            pm.seek(lo // 4096 * 8)
-            entries = np.frombuffer(pm.read((hi - lo) // 4096 * 8), dtype="<u8")
-            backed = (entries & np.uint64(PAGEMAP_PRESENT | PAGEMAP_SWAPPED)) != 0
+            backed = _backed(pm, lo, hi - lo)
             if not backed.any():
                 continue
             mem.seek(lo)
@@ -232,14 +238,15 @@ def validate_ksm(n_guests: int, memory_mib: int, settle_timeout_s: float, boot_t
                 for g in guests:
                     g.pause()
                 # Pagemap before pmemsave: reading a never-touched page would make the host back it.
-                present = [present_frames(g.pid, size) for g in guests]
-                extra = [other_mergeable_pages(g.pid, guest_ram_mapping(g.pid, size)) for g in guests]
+                ram = [guest_ram_mapping(g.pid, size) for g in guests]
+                present = [present_frames(g.pid, r, size) for g, r in zip(guests, ram)]
+                extra = [other_mergeable_pages(g.pid, r) for g, r in zip(guests, ram)]
                 sharing, shared = int(_read("pages_sharing")), int(_read("pages_shared"))
                 hashes = []
                 for g in guests:
                     raw = work / f"{g.name}.raw"
                     g.pmemsave(raw, pause=False)  # already paused: keep all guests still
-                    hashes.append(page_hashes(raw, frames=g.cfg.frames))
+                    hashes.append(dump_hashes(raw, g.cfg.frames))
                     raw.unlink()
             finally:
                 for g in guests:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.workloads import BUSYBOX_WORKLOADS, DEBIAN_WORKLOADS
@@ -27,7 +27,6 @@ class CaptureSpec:
     batch_size: int = 2
     boot_timeout_s: float = 180.0
     description: str = ""
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.guest not in GUEST_KINDS:

@@ -33,11 +33,18 @@ def read_u64(path: str | Path) -> np.ndarray:
     return np.frombuffer(data, dtype="<u8").astype(np.uint64)
 
 
-def write_u64(path: str | Path, values: np.ndarray) -> None:
+def u64_bytes(values: np.ndarray) -> bytes:
+    """Little-endian u64 words: the layout of every compact file."""
+    return np.ascontiguousarray(values, dtype="<u8").tobytes()
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data``, gzipped when the name ends in ``.gz`` (with a fixed mtime, so reruns are byte-equal)."""
     path = Path(path)
-    data = np.asarray(values, dtype="<u8").tobytes()
     if path.suffix == ".gz":
-        with gzip.open(path, "wb", compresslevel=6) as f:
-            f.write(data)
-    else:
-        path.write_bytes(data)
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    path.write_bytes(data)
+
+
+def write_u64(path: str | Path, values: np.ndarray) -> None:
+    write_bytes(path, u64_bytes(values))

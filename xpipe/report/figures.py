@@ -16,6 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from xpipe.hashing import PAGES_PER_MIB  # noqa: E402
+from xpipe.report import FIGURE_NAMES  # noqa: E402
+
 sns.set_theme(style="whitegrid", context="notebook")
 
 POLICY_ORDER = ["none", "zero", "scan", "dsa", "oracle"]
@@ -37,7 +40,7 @@ def _run_label(row) -> str:
     if row["policy"] == "scan":
         return f"scan {row['scan_pages_per_s']}/s"
     if row["policy"] == "dsa":
-        return f"dsa {row['eviction'].upper()} {row['area_pages'] // 256} MiB"
+        return f"dsa {row['eviction'].upper()} {row['area_pages'] // PAGES_PER_MIB} MiB"
     return row["policy"]
 
 
@@ -169,6 +172,7 @@ def no_data(name: str, out: str | Path) -> None:
 
 FIGURES = {f.__name__: f for f in (savings, footprint_time, area_size, page_types, domains_per_host,
                                    snapshot_interval)}
+assert tuple(FIGURES) == FIGURE_NAMES, "xpipe.report.FIGURE_NAMES and the figure functions differ"
 
 
 def draw(name: str, rows: pd.DataFrame, out: str | Path) -> None:

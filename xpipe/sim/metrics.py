@@ -7,10 +7,9 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from xpipe.hashing import PAGES_PER_MIB
 from xpipe.schemas import CAPACITY, SUMMARY
 from xpipe.sim.replay import DomainTrace, RunSpec, replay
-
-PAGES_PER_MIB = 256
 
 
 def per_time(timeline: pl.DataFrame) -> pl.DataFrame:
