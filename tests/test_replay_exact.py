@@ -164,3 +164,9 @@ def test_sparser_snapshots_are_compared_with_the_oracle_at_the_same_times():
     row = summarise(sparse, full, None, RunSpec.parse("oracle-e2"), "m", False, [1]).row(0, named=True)
     assert row["share_of_oracle"] == pytest.approx(1.0) and row["snapshot_every"] == 2
     assert row["savings"] == pytest.approx(1 - 5 / 8)
+
+
+def test_capacity_takes_the_whole_mix_from_its_timeline():
+    spec = RunSpec.parse("oracle")
+    whole = replay(mix(), spec).timeline
+    assert capacity(mix(), spec, whole=whole) == capacity(mix(), spec) == [(1, 4), (2, 5)]

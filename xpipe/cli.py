@@ -72,7 +72,8 @@ def _hash(args) -> int:
 def _synth(args) -> int:
     from xpipe.synthetic import SyntheticSpec, write_synthetic_bundle
 
-    spec = SyntheticSpec(memory_mib=args.memory_mib, seed=args.seed)
+    given = {"memory_mib": args.memory_mib, "seed": args.seed}
+    spec = SyntheticSpec(**{k: v for k, v in given.items() if v is not None})
     print(write_synthetic_bundle(args.out, spec))
     return 0
 
@@ -107,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="write a SYNTHETIC capture bundle (for tests and scale runs)")
     s.add_argument("out", help="folder to write the bundle to")
-    s.add_argument("--memory-mib", type=int, default=64, help="guest memory per domain, MiB")
-    s.add_argument("--seed", type=int, default=1, help="generator seed")
+    # unset options take SyntheticSpec's defaults (64 MiB, seed 1)
+    s.add_argument("--memory-mib", type=int, help="guest memory per domain, MiB")
+    s.add_argument("--seed", type=int, help="generator seed")
     s.set_defaults(func=_synth)
 
     try:

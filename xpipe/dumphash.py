@@ -40,21 +40,10 @@ def _table_builder():
     import polars as pl
 
     from xpipe.extract import page_types
-    from xpipe.readers.compact import read_u64
-    from xpipe.schemas import FRAMES
+    from xpipe.normalise import frame_table
 
     def table(domain: str, gfn: np.ndarray, hashes: np.ndarray, kpageflags) -> pl.DataFrame:
-        flags = pl.repeat(None, len(gfn), dtype=pl.UInt64, eager=True).alias("kpageflags")
-        if kpageflags is not None:
-            kpf = read_u64(kpageflags)
-            # As in normalise: frames past the end of /proc/kpageflags have no flags.
-            inside = gfn < len(kpf)
-            flags = pl.Series("kpageflags", kpf[np.minimum(gfn, len(kpf) - 1)] if len(kpf) else
-                              np.zeros(len(gfn), np.uint64), dtype=pl.UInt64)
-            if not inside.all():
-                flags = flags.set(pl.Series(~inside), None)
-        frames = pl.DataFrame({"domain": domain, "snapshot": 0, "time_s": 0.0, "gfn": gfn,
-                               "hash": hashes, "kpageflags": flags}, schema=FRAMES.schema)
+        frames = frame_table(domain, 0, 0.0, gfn, hashes, Path(kpageflags) if kpageflags else None)
         return page_types(frames.lazy(), None).collect()
 
     return table

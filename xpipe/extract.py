@@ -12,7 +12,7 @@ from xpipe.hashing import PAGE_SIZE, ZERO_HASH
 from xpipe.schemas import PAGE_TYPE, PAGES, READS
 
 #: Bits of /proc/kpageflags (the kernel's Documentation/admin-guide/mm/pagemap.rst).
-KPF = {"SLAB": 7, "BUDDY": 10, "MMAP": 11, "ANON": 12, "PGTABLE": 26, "RESERVED": 32}
+KPF = {"SLAB": 7, "BUDDY": 10, "MMAP": 11, "ANON": 12, "NOPAGE": 20, "PGTABLE": 26, "RESERVED": 32}
 
 
 def _bit(name: str) -> pl.Expr:
@@ -52,11 +52,9 @@ def read_hashes(requests: pl.LazyFrame, blocks: pl.LazyFrame) -> pl.LazyFrame:
         requests.sort("seq")
         .with_columns(block=pl.int_ranges(first, last + 1))
         .explode("block")
-        .with_row_index("row")
     )
     return (
-        per_block.join(blocks, on="block", how="left")
-        .sort("row")
-        .with_columns(seq=pl.col("row").cast(pl.Int64))
+        per_block.join(blocks, on="block", how="left", maintain_order="left")
+        .with_columns(seq=pl.int_range(pl.len(), dtype=pl.Int64))  # block reads numbered in order
         .select(READS.schema.names())
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -41,6 +42,25 @@ def normalise_disk(disk: Disk, threads: int = 0) -> pl.DataFrame:
     return pl.DataFrame({"block": np.arange(len(h), dtype=np.int64), "hash": h}, schema=BLOCKS.schema)
 
 
+def frame_table(domain: str, snapshot: int, time_s: float, gfn: np.ndarray, hashes: np.ndarray,
+                kpageflags: Path | None) -> pl.DataFrame:
+    """One snapshot's FRAMES rows, with each frame's flags from the kpageflags file when given.
+
+    /proc/kpageflags covers frames up to the guest's max_pfn, which may stop
+    short of the last frames or run past them: frames beyond have no flags.
+    """
+    flags = pl.repeat(None, len(gfn), dtype=pl.UInt64, eager=True)
+    if kpageflags is not None:
+        kpf = read_u64(kpageflags)
+        inside = gfn < len(kpf)
+        flags = pl.Series(kpf[np.minimum(gfn, len(kpf) - 1)] if len(kpf) else np.zeros(len(gfn), np.uint64),
+                          dtype=pl.UInt64)
+        if not inside.all():
+            flags = flags.set(pl.Series(~inside), None)
+    return pl.DataFrame({"domain": domain, "snapshot": snapshot, "time_s": time_s, "gfn": gfn,
+                         "hash": hashes, "kpageflags": flags}, schema=FRAMES.schema)
+
+
 def normalise_frames(domain: Domain, threads: int = 0) -> pl.DataFrame:
     """Every snapshot of the domain, frame by frame, with kpageflags where captured.
     Raw dumps are hashed with ``threads`` threads (0: one per core)."""
@@ -56,23 +76,7 @@ def normalise_frames(domain: Domain, threads: int = 0) -> pl.DataFrame:
             first_gfn = gfn
         elif not np.array_equal(gfn, first_gfn):
             raise InputError(snap.path, None, "expected the same guest frames as the domain's first snapshot")
-        flags = None
-        if snap.kpageflags is not None:
-            kpf = read_u64(snap.kpageflags)
-            # /proc/kpageflags covers frames up to the guest's max_pfn, which may
-            # stop short of the last frames or run past them: frames beyond have no flags.
-            inside = gfn < len(kpf)
-            flags = pl.Series("kpageflags", np.where(inside, kpf[np.minimum(gfn, len(kpf) - 1)], 0),
-                              dtype=pl.UInt64)
-            flags = flags.set(pl.Series(~inside), None) if not inside.all() else flags
-        parts.append(pl.DataFrame({
-            "domain": domain.id,
-            "snapshot": k,
-            "time_s": snap.time_s,
-            "gfn": gfn,
-            "hash": h,
-            "kpageflags": flags if flags is not None else pl.Series("kpageflags", [None] * len(h), pl.UInt64),
-        }))
+        parts.append(frame_table(domain.id, k, snap.time_s, gfn, h, snap.kpageflags))
         log.info("domain %s: snapshot %d/%d normalised", domain.id, k + 1, len(domain.snapshots))
     return FRAMES.conform(pl.concat(parts))
 

@@ -34,7 +34,7 @@ _F = {k: np.uint64(1 << v) for k, v in KPF.items()}
 @dataclass(frozen=True)
 class SyntheticSpec:
     workloads: tuple[str, ...] = ("sqlite", "web", "compress", "compile", "idle")
-    domains_per_workload: tuple[int, ...] = (2, 2, 1, 1, 0)
+    domains_per_workload: tuple[int, ...] = (2, 2, 1, 1, 1)
     memory_mib: int = 64
     snapshot_times_s: tuple[float, ...] = (10.0, 20.0, 30.0, 40.0)
     disk_mib: int = 256

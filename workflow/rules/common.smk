@@ -9,6 +9,7 @@ from xpipe.capture.spec import PRESETS, preset
 from xpipe.hashing import PAGES_PER_MIB
 from xpipe.readers.manifest import load_manifest
 from xpipe.report import FIGURE_NAMES
+from xpipe.schemas import BLOCKS, CAPACITY, DOMAINS, PAGES, READS, SUMMARY, TIMELINE, TYPES
 from xpipe.sim.replay import RunSpec
 from xpipe.synthetic import SyntheticSpec, domain_ids
 
@@ -118,7 +119,7 @@ def capture_manifest(wildcards):
 
 
 def capture_reads(wildcards):
-    return [f"results/reads/{wildcards.capture}/{d}.parquet" for d in capture_domains(wildcards.capture)]
+    return [READS.where.format(capture=wildcards.capture, domain=d) for d in capture_domains(wildcards.capture)]
 
 
 def domain_files(wildcards):
@@ -144,7 +145,7 @@ def domain_disk_table(wildcards):
     disk = domain_disk(wildcards.capture, wildcards.domain)
     if disk is None:
         return []
-    return f"results/normalised/{wildcards.capture}/disks/{disk}.parquet"
+    return BLOCKS.where.format(capture=wildcards.capture, disk=disk)
 
 
 for _mix, _m in config["mixes"].items():
@@ -157,27 +158,27 @@ for _mix, _m in config["mixes"].items():
 
 def run_ids():
     """Every run of the sweep; none and oracle always (savings are relative to them)."""
-    sw = config.get("sweep", {})
-    policies = sw.get("policies", ["none", "zero", "oracle", "scan", "dsa"])
+    sw = config["sweep"]  # every key has its default: validate fills them in from the schema
+    policies = sw["policies"]
     runs = [dict(policy="none"), dict(policy="oracle")]
     if "zero" in policies:
         runs.append(dict(policy="zero"))
     if "scan" in policies:
-        runs += [dict(policy="scan", scan_pages_per_s=r) for r in sw.get("scan_pages_per_s", [200, 10000])]
+        runs += [dict(policy="scan", scan_pages_per_s=r) for r in sw["scan_pages_per_s"]]
     if "dsa" in policies:
         runs += [
             dict(policy="dsa", eviction=ev, area_pages=int(round(a * PAGES_PER_MIB)), admit_zero=z)
-            for a in sw.get("area_mib", [1, 4, 16, 64])
-            for ev in sw.get("eviction", ["lru", "lfu", "fifo"])
-            for z in sw.get("admit_zero", [False])
+            for a in sw["area_mib"]
+            for ev in sw["eviction"]
+            for z in sw["admit_zero"]
         ]
-    everies = sorted(set(sw.get("snapshot_every", [1])) | {1})  # the oracle at every snapshot is the reference
+    everies = sorted(set(sw["snapshot_every"]) | {1})  # the oracle at every snapshot is the reference
     ids = [RunSpec(**r, snapshot_every=k).run_id for k in everies for r in runs]
     return list(dict.fromkeys(ids))
 
 
 def host_mib():
-    return config.get("sweep", {}).get("host_mib", [1024])
+    return config["sweep"]["host_mib"]
 
 
 def mix_capture(wildcards):
@@ -186,12 +187,12 @@ def mix_capture(wildcards):
 
 def mix_pages(wildcards):
     c = mix_capture(wildcards)
-    return [f"results/pages/{c}/{d}.parquet" for d in config["mixes"][wildcards.mix]["domains"]]
+    return [PAGES.where.format(capture=c, domain=d) for d in config["mixes"][wildcards.mix]["domains"]]
 
 
 def mix_reads(wildcards):
     c = mix_capture(wildcards)
-    return [f"results/reads/{c}/{d}.parquet" for d in config["mixes"][wildcards.mix]["domains"]]
+    return [READS.where.format(capture=c, domain=d) for d in config["mixes"][wildcards.mix]["domains"]]
 
 
 def mix_synthetic(wildcards):
@@ -199,10 +200,13 @@ def mix_synthetic(wildcards):
     return is_synthetic(c) or (on_disk(c) and MANIFESTS[c].synthetic)  # a recorded capture is real
 
 
+RUN_TABLES = {"timeline": TIMELINE, "types": TYPES, "capacity": CAPACITY, "summary": SUMMARY}
+
+
 def all_outputs(kind):
     """A results file of every run of every mix (kind: timeline, types, capacity, summary)."""
-    return [f"results/replay/{m}/{r}/{kind}.parquet" for m in config["mixes"] for r in run_ids()]
+    return [RUN_TABLES[kind].where.format(mix=m, run=r) for m in config["mixes"] for r in run_ids()]
 
 
 def all_domain_tables():
-    return [f"results/normalised/{c}/domains.parquet" for c in config["captures"]]
+    return [DOMAINS.where.format(capture=c) for c in config["captures"]]

@@ -43,6 +43,7 @@ rule normalise_domain:
     input:
         code=CODE["normalise"],
         files=domain_files,
+        disk=domain_disk_table,  # its row count is the disk size the reads must stay inside
     output:
         frames="results/normalised/{capture}/frames/{domain}.parquet",
         requests="results/normalised/{capture}/requests/{domain}.parquet",

@@ -15,7 +15,7 @@ rule replay_mix:
         summary=expand("results/replay/{{mix}}/{run}/summary.parquet", run=run_ids()),
     params:
         runs=run_ids(),
-        capacity=config.get("capacity", True),
+        capacity=config["capacity"],
         host_mib=host_mib(),
         synthetic=mix_synthetic,
     conda:

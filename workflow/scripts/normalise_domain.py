@@ -1,13 +1,17 @@
 """Stage 1: one domain's snapshots and read trace into Parquet."""
 
+import polars as pl
+
+from xpipe.hashing import PAGE_SIZE
 from xpipe.io import run_logged, write_parquet
-from xpipe.normalise import disk_blocks, normalise_frames, normalise_requests
+from xpipe.normalise import normalise_frames, normalise_requests
 from xpipe.readers.manifest import load_manifest
 
 
 def main():
     domain = load_manifest(snakemake.params.manifest).domain(snakemake.wildcards.domain)
-    disk_bytes = disk_blocks(domain.disk) * 4096 if domain.disk else None
+    disk = snakemake.input.disk  # the disk's BLOCKS table, one row per block; none without a disk
+    disk_bytes = pl.scan_parquet(disk).select(pl.len()).collect().item() * PAGE_SIZE if disk else None
     write_parquet(normalise_requests(domain, disk_bytes), snakemake.output.requests)
     write_parquet(normalise_frames(domain, snakemake.threads), snakemake.output.frames)
 

@@ -23,12 +23,13 @@ from xpipe.capture.errors import CaptureError
 from xpipe.capture.host import require_tool
 from xpipe.capture.qmp import QMP, connect_unix
 from xpipe.capture.workloads import KPF_BLOCK
+from xpipe.extract import KPF
 from xpipe.hashing import PAGES_PER_MIB
 
 log = logging.getLogger(__name__)
 
-#: kpageflags bit for "no page frame here" (pagemap.rst): fills frames the guest did not report.
-KPF_NOPAGE = 1 << 20
+#: kpageflags for "no page frame here" (pagemap.rst): fills frames the guest did not report.
+KPF_NOPAGE = 1 << KPF["NOPAGE"]
 
 
 @dataclass

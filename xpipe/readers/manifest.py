@@ -9,10 +9,11 @@ from pathlib import Path
 import yaml
 
 from xpipe.errors import InputError
+from xpipe.readers import SNAPSHOT_READERS
 
 FORMAT = "xpipe-capture/1"
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-SNAPSHOT_KINDS = ("pages", "pmemsave", "elf")  # keys of xpipe.readers.SNAPSHOT_READERS
+SNAPSHOT_KINDS = tuple(SNAPSHOT_READERS)  # the keys a snapshot may name its file by
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,16 @@ project folder.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import duckdb
 
-#: Views over the per-page Parquet files, relative to the project folder.
-VIEWS = {
-    "frames": "results/normalised/*/frames/*.parquet",
-    "requests": "results/normalised/*/requests/*.parquet",
-    "pages": "results/pages/*/*.parquet",
-    "reads": "results/reads/*/*.parquet",
-}
+from xpipe.schemas import FRAMES, PAGES, READS, REQUESTS
+
+#: Views over the per-page Parquet files: each table's path, every {wildcard}
+#: a glob, relative to the project folder.
+VIEWS = {t.name: re.sub(r"\{\w+\}", "*", t.where) for t in (FRAMES, REQUESTS, PAGES, READS)}
 
 
 def build_database(out: str | Path, tables: dict[str, list[str]]) -> None:

@@ -18,7 +18,6 @@ import numpy as np
 from numba import njit
 
 EVICTIONS = ("lru", "lfu", "fifo")
-_LRU, _LFU, _FIFO = 0, 1, 2
 _NIL = -1
 
 
@@ -48,12 +47,12 @@ def _append(i, f, link, head, tail):
 
 
 @njit(cache=True, nogil=True)
-def _access(ids, capacity, mode, in_area, link, freq, head, tail, meta, hits):
-    """Look each id up in order: a hit updates its rank, a miss admits it.
+def _access_lfu(ids, capacity, in_area, link, freq, head, tail, meta, hits):
+    """LFU: look each id up in order; a hit moves it to the next frequency
+    bucket, a miss evicts the oldest entry of the lowest bucket and admits it.
 
     link[i] = (previous, next) in i's bucket list. meta = [entries held, lowest
-    non-empty bucket]. Writes hits[k] for ids[k]. Any rule; SharingArea uses it
-    for LFU and the faster _access_recency, equal in effect, for LRU and FIFO.
+    non-empty bucket]. Writes hits[k] for ids[k].
     """
     size = meta[0]
     min_f = meta[1]
@@ -61,16 +60,12 @@ def _access(ids, capacity, mode, in_area, link, freq, head, tail, meta, hits):
         i = ids[k]
         if in_area[i]:
             hits[k] = True
-            if mode == _LRU:
-                _unlink(i, 1, link, head, tail)
-                _append(i, 1, link, head, tail)
-            elif mode == _LFU:
-                f = freq[i]
-                _unlink(i, f, link, head, tail)
-                if head[f] == _NIL and min_f == f:
-                    min_f = f + 1
-                freq[i] = f + 1
-                _append(i, f + 1, link, head, tail)
+            f = freq[i]
+            _unlink(i, f, link, head, tail)
+            if head[f] == _NIL and min_f == f:
+                min_f = f + 1
+            freq[i] = f + 1
+            _append(i, f + 1, link, head, tail)
             continue
         hits[k] = False
         if capacity == 0:
@@ -91,8 +86,8 @@ def _access(ids, capacity, mode, in_area, link, freq, head, tail, meta, hits):
 
 @njit(cache=True, nogil=True)
 def _access_recency(ids, capacity, move_on_hit, in_area, link, head, tail, meta, hits):
-    """_access for LRU (move_on_hit) and FIFO: one list (bucket 1), its ends kept
-    in locals and no frequencies written, which makes the loop several times faster."""
+    """LRU (move_on_hit) and FIFO: one list (bucket 1), the oldest entry first; its
+    ends are kept in locals and no frequencies are written, which keeps the loop fast."""
     size = meta[0]
     first, last = head[1], tail[1]
     for k in range(ids.shape[0]):
@@ -216,7 +211,6 @@ class SharingArea:
             raise ValueError(f"capacity must be >= 0 pages, got {capacity}")
         self.capacity = int(capacity)
         self.eviction = eviction
-        self._mode = {"lru": _LRU, "lfu": _LFU, "fifo": _FIFO}[eviction]
         self.in_area = np.zeros(n_ids, dtype=np.bool_)
         # (previous, next) side by side: a list update touches one cache line
         # per entry, and int32 halves the memory when ids allow (3-10x faster
@@ -237,12 +231,10 @@ class SharingArea:
         """Look up ``ids`` in order; returns a bool array, True where it was a hit."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         hits = np.empty(len(ids), dtype=np.bool_)
-        if self._mode == _LFU:
-            _access(
-                ids, self.capacity, self._mode, self.in_area, self._link,
-                self._freq, self._head, self._tail, self._meta, hits,
-            )
+        if self.eviction == "lfu":
+            _access_lfu(ids, self.capacity, self.in_area, self._link,
+                        self._freq, self._head, self._tail, self._meta, hits)
         else:
-            _access_recency(ids, self.capacity, self._mode == _LRU, self.in_area, self._link,
+            _access_recency(ids, self.capacity, self.eviction == "lru", self.in_area, self._link,
                             self._head, self._tail, self._meta, hits)
         return hits

@@ -36,10 +36,17 @@ def peak_footprint(timeline: pl.DataFrame) -> int:
     return int(per_time(timeline)["footprint"].max() or 0)
 
 
-def capacity(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "") -> list[tuple[int, int]]:
-    """(k, peak footprint of the mix's first k domains) for k = 1..len(domains)."""
-    return [(k, peak_footprint(replay(domains[:k], spec, mix, with_types=False).timeline))
-            for k in range(1, len(domains) + 1)]
+def capacity(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "",
+             whole: pl.DataFrame | None = None) -> list[tuple[int, int]]:
+    """(k, peak footprint of the mix's first k domains) for k = 1..len(domains).
+
+    ``whole``: the timeline of the whole mix under ``spec`` when the caller has
+    replayed it already, so the last prefix is not replayed again.
+    """
+    n = len(domains)
+    return [(k, peak_footprint(whole if k == n and whole is not None else
+                               replay(domains[:k], spec, mix, with_types=False).timeline))
+            for k in range(1, n + 1)]
 
 
 def domains_per_host(capacity: pl.DataFrame, host_pages: int) -> int:
@@ -70,6 +77,7 @@ def summarise(timeline: pl.DataFrame, oracle_timeline: pl.DataFrame, capacity: p
     oracle_savings = 1 - float(o["footprint"].mean()) / none_mean if none_mean else 0.0
     issued, avoided = int(timeline["reads_issued"].sum()), int(timeline["reads_avoided"].sum())
     reads = issued + avoided
+    io_reduction = avoided / reads if reads else 0.0
     ideal = int(oracle_timeline["reads_avoided"].sum())
     rows = []
     for h in host_mib:
@@ -88,10 +96,10 @@ def summarise(timeline: pl.DataFrame, oracle_timeline: pl.DataFrame, capacity: p
             "oracle_savings": oracle_savings,
             "share_of_oracle": savings / oracle_savings if oracle_savings > 0 else 1.0,
             "reads": reads, "reads_avoided": avoided,
-            "io_reduction": avoided / reads if reads else 0.0,
+            "io_reduction": io_reduction,
             "io_reduction_ideal": ideal / reads if reads else 0.0,
             "cow_breaks": int(timeline["cow_breaks"].sum()),
-            "area_hit_ratio": avoided / reads if (reads and spec.policy == "dsa") else 0.0,
+            "area_hit_ratio": io_reduction if spec.policy == "dsa" else 0.0,  # every lookup is a read
             "host_mib": h, "domains_per_host": dph,
         })
     return pl.DataFrame(rows, schema=SUMMARY.schema)

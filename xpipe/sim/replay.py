@@ -128,8 +128,7 @@ def _feed_reads(policy: P.Policy, ids: np.ndarray, dom: np.ndarray, n_dom: int):
     return np.bincount(dom, minlength=n_dom), np.bincount(dom[avoided], minlength=n_dom)
 
 
-def replay(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "", progress=None,
-           with_types: bool = True) -> Replay:
+def replay(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "", with_types: bool = True) -> Replay:
     """Replay ``domains`` (in mix order) under ``spec``; see the module docstring.
 
     ``with_types=False`` skips the shared-page-type accounting (its table is then empty).
@@ -205,8 +204,6 @@ def replay(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "", progres
                          int(per_dom_present[i] - per_dom_mapped[i]), int(per_dom_mapped[i]),
                          int(shared.used), area_mapped, int(shared.reserved),
                          int(dom_reads[i] - dom_avoided[i]), int(dom_avoided[i]), int(per_dom_cow[i])))
-        if progress:
-            progress(k + 1, len(times))
     timeline = pl.DataFrame(rows, schema=TIMELINE.schema, orient="row")
     type_scope /= len(times)
     types_df = pl.DataFrame(

@@ -29,7 +29,7 @@ def replay_sweep(domains: list[DomainTrace], mix: str, outputs: dict[str, dict[s
         result = replay(domains, spec, mix)
         if run == "oracle":
             oracle_timeline = result.timeline
-        cap = (capacity_table(mix, run, capacity(domains, spec, mix), host_mib) if with_capacity
+        cap = (capacity_table(mix, run, capacity(domains, spec, mix, result.timeline), host_mib) if with_capacity
                else pl.DataFrame(schema=CAPACITY.schema))
         summary = summarise(result.timeline, oracle_timeline, cap if with_capacity else None,
                             spec, mix, synthetic, host_mib)
