@@ -9,7 +9,7 @@ from elfcore import elf_core
 
 from xpipe import hashing
 from xpipe.cli import main
-from xpipe.dumphash import hash_dump
+from xpipe.dumphash import PAGES_ARROW_SCHEMA, hash_dump
 from xpipe.errors import InputError
 from xpipe.extract import KPF
 from xpipe.hashing import PAGE_SIZE
@@ -51,6 +51,11 @@ def test_pmemsave_matches_xxhash(tmp_path, threads):
     # without kpageflags only zero pages are told apart
     zero = [i % 3 == 0 for i in range(20)]
     assert df["page_type"].to_list() == ["zero" if z else "unknown" for z in zero]
+
+
+def test_arrow_schema_is_current():
+    """xpipe hash writes without polars, with the ARROW:schema polars would write for PAGES."""
+    assert PAGES_ARROW_SCHEMA == PAGES.arrow_schema(), "PAGES changed: paste PAGES.arrow_schema() into xpipe.dumphash"
 
 
 def test_elf_core_by_guest_physical_address(tmp_path, threads):

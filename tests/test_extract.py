@@ -1,9 +1,11 @@
 """Stage 2: page types from kpageflags and disk content; read hashes per 4 KiB block."""
 
+import numpy as np
 import polars as pl
 
 from xpipe.extract import KPF, page_types, read_hashes
 from xpipe.hashing import ZERO_HASH
+from xpipe.pagetypes import PAGE_TYPES, type_codes
 from xpipe.schemas import FRAMES, REQUESTS
 
 
@@ -60,3 +62,25 @@ def test_read_hashes_split_requests_into_blocks():
     assert got["hash"].to_list() == [10, 11, 12, 13, 13]
     assert got["seq"].to_list() == [0, 1, 2, 3, 4]
     assert got["time_s"].to_list() == [1.0, 2.0, 2.0, 2.0, 3.0]
+
+
+def test_numpy_and_polars_apply_the_same_rules():
+    """`xpipe hash` types pages with numpy (pagetypes.type_codes), stage 2 with polars: same rules, same types."""
+    rng = np.random.default_rng(7)
+    n = 5000
+    bits = np.array([1 << b for b in KPF.values()] + [1 << 5, 1 << 60], dtype=np.uint64)  # and bits no rule reads
+    flags = np.bitwise_or.reduce(bits * (rng.random((n, len(bits))) < 0.2), axis=1).astype(np.uint64)
+    known = rng.random(n) < 0.7
+    zero = rng.random(n) < 0.2
+    hashes = np.where(zero, ZERO_HASH, rng.integers(1, 2**63, n).astype(np.uint64))
+    on_disk_content = hashes[rng.random(n) < 0.3]  # a zero block among them too
+    disk = pl.DataFrame({"block": np.arange(len(on_disk_content)), "hash": on_disk_content})
+    on_disk = np.isin(hashes, on_disk_content)
+    frames = FRAMES.conform(pl.DataFrame({
+        "domain": "a", "snapshot": 0, "time_s": 0.0, "gfn": np.arange(n), "hash": hashes,
+        "kpageflags": pl.Series(flags, dtype=pl.UInt64).set(pl.Series(~known), None),
+    }))
+    by_polars = page_types(frames.lazy(), disk.lazy()).collect()["page_type"].cast(pl.String).to_list()
+    codes = type_codes(hashes == ZERO_HASH, np.where(known, flags, 0).astype(np.uint64), known, on_disk)
+    assert [PAGE_TYPES[c] for c in codes] == by_polars
+    assert set(by_polars) == set(PAGE_TYPES)  # every rule was exercised

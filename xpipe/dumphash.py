@@ -2,19 +2,40 @@
 core) into a PAGES table, one row per page frame.
 
 The pages are hashed straight from the file by one thread per core
-(xpipe.hashing.hash_file, in C with the GIL released); meanwhile this thread
-imports polars, the slowest import, so that start-up overlaps the hashing.
-See docs/benchmarks.md for the figures.
+(xpipe.hashing.hash_file, in C with the GIL released), typed by
+xpipe.pagetypes and written by xpipe.flatparquet. Nothing here imports polars
+or pyarrow, whose start-up alone would cost about as long as hashing a 4 GiB
+dump: see docs/benchmarks.md for the figures.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from xpipe.flatparquet import categorical, constant, plain, write_table
+from xpipe.hashing import ZERO_HASH
+from xpipe.io import atomic_path
+from xpipe.pagetypes import PAGE_TYPES, align_kpageflags, type_codes
+from xpipe.readers.compact import read_u64
 from xpipe.readers.memdump import read_dump
+
+#: The ARROW:schema polars writes for xpipe.schemas.PAGES (PAGES.arrow_schema()),
+#: so that polars reads page_type back as its Enum. tests/test_dumphash.py
+#: checks it is current; after changing PAGES, paste the new value of
+#: ``python -c 'from xpipe.schemas import PAGES; print(PAGES.arrow_schema())'``.
+PAGES_ARROW_SCHEMA = (
+    "/////z8CAAAEAAAA8v///xQAAAAEAAEAAAAKAAsACAAKAAQA+P///wwAAAAIAAgAAAAEAAYAAADUAQAAlAEAAGABAAAwAQAA"
+    "+AAAAAQAAADm////3AAAANQAAAC0AAAArAAAABgAAAABFBIAGgAEABgAGQAIAAwAEAAUAAEAAAAEAAAA9P///2wAAAAMAAAA"
+    "CAAMAAQACABVAAAANDt6ZXJvNDtmcmVlNjtrZXJuZWw5O2ZpbGVfY29kZTk7ZmlsZV9kYXRhNDtmaWxlNDtzbGFiOTtwYWdl"
+    "dGFibGU5O2Fub255bW91czc7dW5rbm93bgAAABAAAABfUExfRU5VTV9WQUxVRVMyAAAAAAAAAAD2////EAAAAAEACgAJAAAA"
+    "BAAIAML///8IAAAA9P7//wkAAABwYWdlX3R5cGUAAAAg////JAAAABAAAAAIAAAAAQIAAAAAAAD2////QAAAAAAABgAIAAQA"
+    "BAAAAGhhc2gAAAAAVP///yAAAAAQAAAACAAAAAECAAAAAAAAmP///0AAAAABAAAAAwAAAGdmbgCA////IAAAABAAAAAIAAAA"
+    "AQMAAAAAAAD6////AgAGAAYABAAGAAAAdGltZV9zAACw////KAAAABAAAAAIAAAAAQIAAAAAAAD0////IAAAAAEAAAAIAAkA"
+    "BAAIAAgAAABzbmFwc2hvdAAAAADs////LAAAACAAAAAYAAAAARQAABAAEgAEABAAEQAIAAAADAAAAAAA/P///wQABAAGAAAA"
+    "ZG9tYWluAA=="
+)
 
 
 def hash_dump(dump: str | Path, output: str | Path, kind: str = "auto",
@@ -25,25 +46,17 @@ def hash_dump(dump: str | Path, output: str | Path, kind: str = "auto",
     ``kpageflags`` (the guest's /proc/kpageflags, one u64 per frame) when given,
     else only zero pages are told apart. ``threads``: hashing threads, 0 for one per core.
     """
-    with ThreadPoolExecutor(1, thread_name_prefix="import") as imports:
-        table_of = imports.submit(_table_builder)
-        gfn, hashes = read_dump(dump, kind, threads)
-        table = table_of.result()(Path(dump).stem, gfn, hashes, kpageflags)
-    from xpipe.io import write_parquet
-
-    write_parquet(table, output)
-    return table.height
-
-
-def _table_builder():
-    """The function that makes the PAGES frame (importing polars is the slow part)."""
-    import polars as pl
-
-    from xpipe.extract import page_types
-    from xpipe.normalise import frame_table
-
-    def table(domain: str, gfn: np.ndarray, hashes: np.ndarray, kpageflags) -> pl.DataFrame:
-        frames = frame_table(domain, 0, 0.0, gfn, hashes, Path(kpageflags) if kpageflags else None)
-        return page_types(frames.lazy(), None).collect()
-
-    return table
+    kpf = read_u64(kpageflags) if kpageflags is not None else None  # bad flags fail before the long part
+    gfn, hashes = read_dump(dump, kind, threads)
+    flags, known = align_kpageflags(gfn, kpf) if kpf is not None else (None, None)
+    columns = [
+        constant("domain", Path(dump).stem),
+        constant("snapshot", np.int32(0)),
+        constant("time_s", np.float64(0.0)),
+        plain("gfn", gfn),
+        plain("hash", hashes),
+        categorical("page_type", PAGE_TYPES, type_codes(hashes == ZERO_HASH, flags, known)),
+    ]
+    with atomic_path(output) as tmp:
+        write_table(tmp, len(gfn), columns, {"ARROW:schema": PAGES_ARROW_SCHEMA})
+    return len(gfn)

@@ -9,39 +9,44 @@ from __future__ import annotations
 import polars as pl
 
 from xpipe.hashing import PAGE_SIZE, ZERO_HASH
+from xpipe.pagetypes import FLAG_BITS, KNOWN, KPF, ON_DISK, RULES, ZERO, Rule
 from xpipe.schemas import PAGE_TYPE, PAGES, READS
 
-#: Bits of /proc/kpageflags (the kernel's Documentation/admin-guide/mm/pagemap.rst).
-KPF = {"SLAB": 7, "BUDDY": 10, "MMAP": 11, "ANON": 12, "NOPAGE": 20, "PGTABLE": 26, "RESERVED": 32}
+__all__ = ["KPF", "page_types", "read_hashes"]
 
 
-def _bit(name: str) -> pl.Expr:
-    return (pl.col("kpageflags") & (1 << KPF[name])) != 0
+def _fact(condition: pl.Expr, bit: int) -> pl.Expr:
+    return pl.when(condition).then(pl.lit(bit, pl.UInt64)).otherwise(pl.lit(0, pl.UInt64))
+
+
+def _matches(rule: Rule) -> pl.Expr:
+    facts = pl.col("facts")
+    return (((facts & pl.lit(rule.need, pl.UInt64)) == rule.need)
+            & ((facts & pl.lit(rule.forbid, pl.UInt64)) == 0))
 
 
 def page_types(frames: pl.LazyFrame, disk_hashes: pl.LazyFrame | None) -> pl.LazyFrame:
-    """Add ``page_type`` to normalised frames; ``disk_hashes`` has one ``hash`` column."""
+    """Add ``page_type`` to normalised frames by xpipe.pagetypes.RULES; ``disk_hashes`` has one ``hash`` column."""
     if disk_hashes is None:
         frames = frames.with_columns(on_disk=pl.lit(False))
     else:
         on_disk = disk_hashes.select("hash").unique().with_columns(on_disk=pl.lit(True))
         frames = frames.join(on_disk, on="hash", how="left", maintain_order="left").with_columns(
             pl.col("on_disk").fill_null(False))
-    known = pl.col("kpageflags").is_not_null()
-    file_page = pl.col("on_disk") & ~(known & _bit("ANON"))
-    kind = (
-        pl.when(known & _bit("BUDDY")).then(pl.lit("free"))
-        .when(pl.col("hash") == ZERO_HASH).then(pl.lit("zero"))
-        .when(known & _bit("RESERVED")).then(pl.lit("kernel"))
-        .when(file_page & known & _bit("MMAP")).then(pl.lit("file_code"))
-        .when(file_page & known).then(pl.lit("file_data"))
-        .when(file_page).then(pl.lit("file"))
-        .when(known & _bit("SLAB")).then(pl.lit("slab"))
-        .when(known & _bit("PGTABLE")).then(pl.lit("pagetable"))
-        .when(known & _bit("ANON")).then(pl.lit("anonymous"))
-        .otherwise(pl.lit("unknown"))
+    facts = (
+        (pl.col("kpageflags").fill_null(0) & pl.lit(FLAG_BITS, pl.UInt64))
+        | _fact(pl.col("kpageflags").is_not_null(), KNOWN)
+        | _fact(pl.col("hash") == ZERO_HASH, ZERO)
+        | _fact(pl.col("on_disk"), ON_DISK)
     )
-    return frames.with_columns(page_type=kind.cast(PAGE_TYPE)).select(PAGES.schema.names())
+    first, *middle, last = RULES
+    kind = pl.when(_matches(first)).then(pl.lit(first.page_type))
+    for r in middle:
+        kind = kind.when(_matches(r)).then(pl.lit(r.page_type))
+    kind = kind.otherwise(pl.lit(last.page_type))
+    return (frames.with_columns(facts=facts)
+            .with_columns(page_type=kind.cast(PAGE_TYPE))
+            .select(PAGES.schema.names()))
 
 
 def read_hashes(requests: pl.LazyFrame, blocks: pl.LazyFrame) -> pl.LazyFrame:

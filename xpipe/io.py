@@ -5,20 +5,35 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from xpipe.errors import InputError
 
+if TYPE_CHECKING:  # xpipe hash writes through atomic_path and loads no polars
+    import polars as pl
 
-def write_parquet(df: pl.DataFrame, path: str | Path) -> None:
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to: renamed to ``path`` when the
+    block ends, removed when it raises, so ``path`` is never half written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    df.write_parquet(tmp, statistics=True)
-    tmp.replace(path)
+    tmp.unlink(missing_ok=True)
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_parquet(df: pl.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        df.write_parquet(tmp, statistics=True)
 
 
 def run_logged(log_path: str | Path | None, main: Callable[[], None]) -> None:

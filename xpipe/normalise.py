@@ -11,6 +11,7 @@ import polars as pl
 
 from xpipe.errors import InputError
 from xpipe.hashing import PAGE_SIZE, PAGES_PER_MIB, hash_file
+from xpipe.pagetypes import align_kpageflags
 from xpipe.readers import SNAPSHOT_READERS
 from xpipe.readers.blktrace import read_blk_trace
 from xpipe.readers.compact import read_u64
@@ -47,19 +48,12 @@ def normalise_disk(disk: Disk, threads: int = 0) -> pl.DataFrame:
 
 def frame_table(domain: str, snapshot: int, time_s: float, gfn: np.ndarray, hashes: np.ndarray,
                 kpageflags: Path | None) -> pl.DataFrame:
-    """One snapshot's FRAMES rows, with each frame's flags from the kpageflags file when given.
-
-    /proc/kpageflags covers frames up to the guest's max_pfn, which may stop
-    short of the last frames or run past them: frames beyond have no flags.
-    """
+    """One snapshot's FRAMES rows, with each frame's flags from the kpageflags file when given
+    (null for frames it does not cover)."""
     flags = pl.repeat(None, len(gfn), dtype=pl.UInt64, eager=True)
     if kpageflags is not None:
-        kpf = read_u64(kpageflags)
-        inside = gfn < len(kpf)
-        flags = pl.Series(kpf[np.minimum(gfn, len(kpf) - 1)] if len(kpf) else np.zeros(len(gfn), np.uint64),
-                          dtype=pl.UInt64)
-        if not inside.all():
-            flags = flags.set(pl.Series(~inside), None)
+        values, known = align_kpageflags(gfn, read_u64(kpageflags))
+        flags = pl.Series(values, dtype=pl.UInt64).set(pl.Series(~known), None)
     return pl.DataFrame({"domain": domain, "snapshot": snapshot, "time_s": time_s, "gfn": gfn,
                          "hash": hashes, "kpageflags": flags}, schema=FRAMES.schema)
 

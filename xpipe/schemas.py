@@ -6,9 +6,12 @@ Each stage imports its schema from here and nothing else defines a column.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import polars as pl
+
+from xpipe.pagetypes import PAGE_TYPES
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,14 @@ class Table:
     def schema(self) -> pl.Schema:
         return pl.Schema({c.name: c.dtype for c in self.columns})
 
+    def arrow_schema(self) -> str:
+        """The ``ARROW:schema`` metadata polars writes for this table: what lets a
+        Parquet file written without polars read back with these dtypes."""
+        buf = io.BytesIO()
+        pl.DataFrame(schema=self.schema).write_parquet(buf)
+        buf.seek(0)
+        return pl.read_parquet_metadata(buf)["ARROW:schema"]
+
     def conform(self, df: pl.DataFrame) -> pl.DataFrame:
         """Select and cast ``df`` to exactly this table's columns, in order."""
         missing = [c.name for c in self.columns if c.name not in df.columns]
@@ -36,21 +47,6 @@ class Table:
             raise ValueError(f"table {self.name}: missing columns {missing}")
         return df.select([pl.col(c.name).cast(c.dtype) for c in self.columns])
 
-
-#: Page types, most specific first. ``file`` is file-backed where kpageflags
-#: are missing and code cannot be told from data.
-PAGE_TYPES = (
-    "zero",  # content is 4096 zero bytes (and the frame is not free)
-    "free",  # kpageflags BUDDY: free in the guest's page allocator
-    "kernel",  # kpageflags RESERVED: kernel image, boot-time allocations
-    "file_code",  # equals a disk block; mapped into a process (kpageflags MMAP)
-    "file_data",  # equals a disk block; page cache not mapped (read() data)
-    "file",  # equals a disk block; no kpageflags to split code from data
-    "slab",  # kpageflags SLAB: kernel object caches
-    "pagetable",  # kpageflags PGTABLE
-    "anonymous",  # kpageflags ANON: process heap and stacks
-    "unknown",  # none of the above
-)
 
 #: The dtype of every page_type column.
 PAGE_TYPE = pl.Enum(PAGE_TYPES)

@@ -10,12 +10,12 @@ project folder.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import duckdb
 
+from xpipe.io import atomic_path
 from xpipe.schemas import FRAMES, PAGES, READS, REQUESTS
 
 #: Views over the per-page Parquet files: each table's path, every {wildcard}
@@ -25,21 +25,18 @@ VIEWS = {t.name: re.sub(r"\{\w+\}", "*", t.where) for t in (FRAMES, REQUESTS, PA
 
 def build_database(out: str | Path, tables: dict[str, list[str]]) -> None:
     """Write ``out`` with one table per key of ``tables`` (a list of Parquet files each)."""
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
-    try:
-        for name, files in tables.items():
-            con.sql(f"CREATE TABLE {name} AS SELECT * FROM read_parquet($files, union_by_name = true)",
-                    params={"files": [str(f) for f in files]})
-        # the figures compare runs that replayed every snapshot; sparser ones have their own
-        con.sql("CREATE VIEW summary_every_snapshot AS SELECT * FROM summary WHERE snapshot_every = 1")
-        for name, glob in VIEWS.items():
-            con.sql(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
-    finally:
-        con.close()
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        con = duckdb.connect(str(tmp))
+        try:
+            for name, files in tables.items():
+                con.sql(f"CREATE TABLE {name} AS SELECT * FROM read_parquet($files, union_by_name = true)",
+                        params={"files": [str(f) for f in files]})
+            # the figures compare runs that replayed every snapshot; sparser ones have their own
+            con.sql("CREATE VIEW summary_every_snapshot AS SELECT * FROM summary WHERE snapshot_every = 1")
+            for name, glob in VIEWS.items():
+                con.sql(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
+        finally:
+            con.close()
 
 
 def connect(db: str | Path) -> duckdb.DuckDBPyConnection:
