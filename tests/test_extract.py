@@ -3,9 +3,9 @@
 import numpy as np
 import polars as pl
 
-from xpipe.extract import KPF, page_types, read_hashes
+from xpipe.extract import page_types, read_hashes
 from xpipe.hashing import ZERO_HASH
-from xpipe.pagetypes import PAGE_TYPES, type_codes
+from xpipe.pagetypes import KPF, PAGE_TYPES, type_codes
 from xpipe.schemas import FRAMES, REQUESTS
 
 

@@ -6,7 +6,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from xpipe.flatparquet import categorical, constant, plain, write_table
+from xpipe.flatparquet import ROW_GROUP_ROWS, categorical, constant, plain, write_table
 
 NAMES = ("zero", "frei", "données")  # non-ASCII names survive the round trip
 
@@ -38,8 +38,9 @@ def expected(cols, rows):
     return out
 
 
-@pytest.mark.parametrize(("rows", "group"), [(1000, 300), (7, 1 << 18), (8, 8), (0, 4)],
-                         ids=["groups-with-a-partial-last", "one-group", "exact-groups", "empty"])
+@pytest.mark.parametrize(("rows", "group"), [(1000, 300), (7, ROW_GROUP_ROWS), (ROW_GROUP_ROWS + 1, ROW_GROUP_ROWS),
+                                            (8, 8), (0, 4)],
+                         ids=["groups-with-a-partial-last", "one-group", "one-past-a-group", "exact-groups", "empty"])
 def test_polars_pyarrow_and_duckdb_read_back_every_value(tmp_path, rows, group):
     cols = columns(rows)
     path = tmp_path / "t.parquet"
@@ -72,12 +73,31 @@ def test_arrow_schema_metadata_restores_an_enum(tmp_path):
     assert pl.read_parquet(tmp_path / "t.parquet").equals(want)
 
 
+def test_many_columns_and_metadata_entries(tmp_path):
+    """Thrift lists of 15 or more items take a longer header."""
+    cols = [plain(f"c{i}", np.arange(3, dtype=np.int64) * i) for i in range(20)]
+    meta = {f"k{i}": f"v{i}" for i in range(16)}
+    write_table(tmp_path / "t.parquet", 3, cols, meta)
+    assert pq.read_table(tmp_path / "t.parquet").to_pydict() == {f"c{i}": [0, i, 2 * i] for i in range(20)}
+    assert {k.decode(): v.decode() for k, v in pq.ParquetFile(tmp_path / "t.parquet").metadata.metadata.items()} == meta
+
+
 def test_bad_columns_are_refused(tmp_path):
     with pytest.raises(ValueError, match="column a: 2 rows, expected 3"):
         write_table(tmp_path / "t.parquet", 3, [plain("a", np.zeros(2, np.int64))])
     with pytest.raises(ValueError, match="no Parquet type for numpy uint16; expected one of int32, int64"):
         write_table(tmp_path / "t.parquet", 2, [plain("a", np.zeros(2, np.uint16))])
-    with pytest.raises(ValueError, match="column a: at most 256 names, got 300"):
+    with pytest.raises(ValueError, match="column a: expected 1 to 256 names, got 300"):
         categorical("a", [str(i) for i in range(300)], np.zeros(1, np.uint8))
+    with pytest.raises(ValueError, match="column a: expected 1 to 256 names, got 0"):
+        categorical("a", [], np.zeros(1, np.uint8))
+    with pytest.raises(ValueError, match="column a: expected uint8 codes, got int64"):
+        categorical("a", ["x"], np.array([256, -1]))
+    with pytest.raises(ValueError, match="column a: code 2 but only 2 names"):
+        categorical("a", ["x", "y"], np.array([0, 2], np.uint8))
+    with pytest.raises(ValueError, match=r"column a: expected one value per row, got shape \(2, 2\)"):
+        write_table(tmp_path / "t.parquet", 2, [plain("a", np.zeros((2, 2), np.int64))])
+    with pytest.raises(ValueError, match="column names must differ"):
+        write_table(tmp_path / "t.parquet", 1, [constant("a", "x"), constant("a", "y")])
     with pytest.raises(ValueError, match="row_group_rows must be positive, got 0"):
         write_table(tmp_path / "t.parquet", 1, [constant("a", "x")], row_group_rows=0)

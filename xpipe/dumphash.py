@@ -22,8 +22,9 @@ from xpipe.readers.compact import read_u64
 from xpipe.readers.memdump import read_dump
 
 #: The ARROW:schema polars writes for xpipe.schemas.PAGES (PAGES.arrow_schema()),
-#: so that polars reads page_type back as its Enum. tests/test_dumphash.py
-#: checks it is current; after changing PAGES, paste the new value of
+#: so that polars reads page_type back as its Enum (its categories are in the
+#: field metadata polars defines). tests/test_dumphash.py checks it is current
+#: for the installed polars; after changing PAGES, paste the new value of
 #: ``python -c 'from xpipe.schemas import PAGES; print(PAGES.arrow_schema())'``.
 PAGES_ARROW_SCHEMA = (
     "/////z8CAAAEAAAA8v///xQAAAAEAAEAAAAKAAsACAAKAAQA+P///wwAAAAIAAgAAAAEAAYAAADUAQAAlAEAAGABAAAwAQAA"

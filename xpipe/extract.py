@@ -9,10 +9,8 @@ from __future__ import annotations
 import polars as pl
 
 from xpipe.hashing import PAGE_SIZE, ZERO_HASH
-from xpipe.pagetypes import FLAG_BITS, KNOWN, KPF, ON_DISK, RULES, ZERO, Rule
+from xpipe.pagetypes import FLAG_BITS, KNOWN, ON_DISK, RULES, ZERO, Rule
 from xpipe.schemas import PAGE_TYPE, PAGES, READS
-
-__all__ = ["KPF", "page_types", "read_hashes"]
 
 
 def _fact(condition: pl.Expr, bit: int) -> pl.Expr:

@@ -140,8 +140,12 @@ def constant(name: str, value) -> Column:
 
 def categorical(name: str, names: Sequence[str], codes: np.ndarray) -> Column:
     """A string column stored as ``names[codes[i]]`` for row i (``codes``: uint8)."""
-    if len(names) > 256:
-        raise ValueError(f"column {name}: at most 256 names, got {len(names)}")
+    if not 0 < len(names) <= 256:
+        raise ValueError(f"column {name}: expected 1 to 256 names, got {len(names)}")
+    if codes.dtype != np.uint8:
+        raise ValueError(f"column {name}: expected uint8 codes, got {codes.dtype}")
+    if len(codes) and int(codes.max()) >= len(names):
+        raise ValueError(f"column {name}: code {int(codes.max())} but only {len(names)} names")
     return Column(name, dictionary=tuple(names), codes=codes)
 
 
@@ -151,7 +155,11 @@ def write_table(path: str | Path, rows: int, columns: Sequence[Column],
 
     ``metadata``: the file's key-value metadata (e.g. ``ARROW:schema``).
     """
+    if len({c.name for c in columns}) != len(columns):
+        raise ValueError(f"column names must differ, got {[c.name for c in columns]}")
     for c in columns:
+        if c.values is not None and c.values.ndim != 1:
+            raise ValueError(f"column {c.name}: expected one value per row, got shape {c.values.shape}")
         n = len(c.values) if c.values is not None else len(c.codes) if c.codes is not None else rows
         if n != rows:
             raise ValueError(f"column {c.name}: {n} rows, expected {rows}")
@@ -225,7 +233,7 @@ def _write_row_group(f: BinaryIO, columns: Sequence[Column], start: int, stop: i
         meta = _struct((1, _I32, t.physical), (2, _LIST, (_I32, encodings)), (3, _LIST, (_BINARY, [c.name])),
                        (4, _I32, _UNCOMPRESSED), (5, _I64, rows), (6, _I64, size), (7, _I64, size),
                        (9, _I64, data_offset), (11, _I64, dict_offset))
-        chunks.append(_struct((2, _I64, chunk_start), (3, _STRUCT, meta)))
+        chunks.append(_struct((2, _I64, 0), (3, _STRUCT, meta)))  # 0: no metadata outside the footer
         total += size
     return _struct((1, _LIST, (_STRUCT, chunks)), (2, _I64, total), (3, _I64, rows))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -15,10 +14,8 @@ from xpipe.pagetypes import align_kpageflags
 from xpipe.readers import SNAPSHOT_READERS
 from xpipe.readers.blktrace import read_blk_trace
 from xpipe.readers.compact import read_u64
+from xpipe.readers.manifest import Disk, Domain, Manifest
 from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, REQUESTS
-
-if TYPE_CHECKING:  # annotations only: xpipe hash imports this module and needs no YAML
-    from xpipe.readers.manifest import Disk, Domain, Manifest
 
 log = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ def align_kpageflags(gfn: np.ndarray, kpageflags: np.ndarray) -> tuple[np.ndarra
     known = gfn < len(kpageflags)
     if not len(kpageflags):
         return np.zeros(len(gfn), np.uint64), known
-    flags = kpageflags[np.minimum(gfn, len(kpageflags) - 1)].astype(np.uint64)
+    flags = kpageflags[np.minimum(gfn, len(kpageflags) - 1)].astype(np.uint64, copy=False)
     flags[~known] = 0
     return flags, known
 

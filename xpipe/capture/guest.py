@@ -23,7 +23,7 @@ from xpipe.capture.errors import CaptureError
 from xpipe.capture.host import require_tool
 from xpipe.capture.qmp import QMP, connect_unix
 from xpipe.capture.workloads import KPF_BLOCK
-from xpipe.extract import KPF
+from xpipe.pagetypes import KPF
 from xpipe.hashing import PAGES_PER_MIB
 
 log = logging.getLogger(__name__)
