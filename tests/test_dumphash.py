@@ -14,8 +14,8 @@ from xpipe import hashing
 from xpipe.cli import main
 from xpipe.dumphash import PAGES_ARROW_SCHEMA, hash_dump
 from xpipe.errors import InputError
-from xpipe.pagetypes import KPF
 from xpipe.hashing import PAGE_SIZE
+from xpipe.pagetypes import KPF
 from xpipe.schemas import PAGES
 
 

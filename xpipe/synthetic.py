@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from xpipe.pagetypes import KPF
 from xpipe.hashing import PAGE_SIZE, PAGES_PER_MIB, ZERO_HASH
+from xpipe.pagetypes import KPF
 from xpipe.readers.compact import write_u64
 from xpipe.readers.manifest import FORMAT
 

@@ -23,8 +23,8 @@ from xpipe.capture.errors import CaptureError
 from xpipe.capture.host import require_tool
 from xpipe.capture.qmp import QMP, connect_unix
 from xpipe.capture.workloads import KPF_BLOCK
-from xpipe.pagetypes import KPF
 from xpipe.hashing import PAGES_PER_MIB
+from xpipe.pagetypes import KPF
 
 log = logging.getLogger(__name__)
 
