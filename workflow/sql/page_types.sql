@@ -8,6 +8,9 @@ WITH chosen AS (
         AND area_pages = (SELECT max(area_pages) FROM summary_every_snapshot x WHERE x.mix = s.mix)
     )
 )
-SELECT t.mix, t.run, c.policy, c.synthetic, t.page_type, t.scope, t.pages_saved / 256.0 AS saved_mib
+SELECT t.mix, t.run, c.policy, s.eviction, s.area_pages, s.admit_zero, s.scan_pages_per_s, c.synthetic,
+       t.page_type, t.scope, t.pages_saved / 256.0 AS saved_mib
 FROM types t JOIN chosen c USING (mix, run)
+JOIN (SELECT DISTINCT mix, run, eviction, area_pages, admit_zero, scan_pages_per_s FROM summary_every_snapshot) s
+    USING (mix, run)
 ORDER BY t.mix, t.run, t.page_type, t.scope

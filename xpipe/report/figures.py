@@ -40,7 +40,8 @@ def _run_label(row) -> str:
     if row["policy"] == "scan":
         return f"scan {row['scan_pages_per_s']}/s"
     if row["policy"] == "dsa":
-        return f"dsa {row['eviction'].upper()} {row['area_pages'] // PAGES_PER_MIB} MiB"
+        zero = " + zero page" if row["admit_zero"] else ""
+        return f"dsa {row['eviction'].upper()} {row['area_pages'] // PAGES_PER_MIB} MiB{zero}"
     return row["policy"]
 
 
@@ -95,7 +96,7 @@ def area_size(df: pd.DataFrame, out: str | Path) -> None:
 
 
 def page_types(df: pd.DataFrame, out: str | Path) -> None:
-    df = df.assign(bar=df["mix"] + "\n" + df["policy"])
+    df = df.assign(bar=df["mix"] + "\n" + df.apply(_run_label, axis=1))
     pivot = df.pivot_table(index=["bar", "scope"], columns="page_type", values="saved_mib",
                            aggfunc="sum", fill_value=0, observed=True)
     scopes = ["inter", "intra"]
