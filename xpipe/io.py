@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,11 +37,18 @@ def write_parquet(df: pl.DataFrame, path: str | Path) -> None:
         df.write_parquet(tmp, statistics=True)
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def run_logged(log_path: str | Path | None, main: Callable[[], None]) -> None:
     """Run a workflow script's ``main`` with logging to its log file and stderr.
 
     Bad input ends the job with the one-line InputError message, not a traceback.
+    SIGTERM (Snakemake stopping its jobs) unwinds like Ctrl-C, so no temporary
+    file of atomic_path is left behind.
     """
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
