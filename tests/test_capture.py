@@ -12,6 +12,7 @@ import yaml
 from guests import require_qemu
 
 from xpipe.capture import CaptureError, DomainSpec, preset, run_capture
+from xpipe.capture.spec import PRESETS
 from xpipe.capture.guest import filter_root_reads
 from xpipe.hashing import ZERO_HASH
 from xpipe.readers.compact import read_bytes, read_u64
@@ -150,3 +151,10 @@ def test_spec_errors_are_clear() -> None:
     spec.domains = [DomainSpec("a", "nosuch", 256)]
     with pytest.raises(CaptureError, match="unknown debian workload 'nosuch'"):
         spec.validate()
+
+
+def test_config_schema_offers_every_preset() -> None:
+    """`record: PRESET` in the workflow config accepts exactly the presets xpipe capture knows."""
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    record = schema["properties"]["captures"]["additionalProperties"]["properties"]["record"]
+    assert tuple(record["enum"]) == PRESETS
