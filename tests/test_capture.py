@@ -12,8 +12,8 @@ import yaml
 from guests import require_qemu
 
 from xpipe.capture import CaptureError, DomainSpec, preset, run_capture
-from xpipe.capture.spec import PRESETS
 from xpipe.capture.guest import filter_root_reads
+from xpipe.capture.spec import PRESETS
 from xpipe.hashing import ZERO_HASH
 from xpipe.readers.compact import read_bytes, read_u64
 
