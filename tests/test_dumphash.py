@@ -118,6 +118,18 @@ def test_bad_kpageflags_named(tmp_path):
         hash_dump(tmp_path / "d.raw", tmp_path / "out.parquet", kpageflags=tmp_path / "d.kpf")
 
 
+def test_cli_reports_an_unwritable_output_in_one_line(tmp_path, capsys):
+    (tmp_path / "g.raw").write_bytes(random_pages(2))
+    (tmp_path / "out").mkdir()
+    assert main(["hash", str(tmp_path / "g.raw"), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("xpipe hash: ") and "Is a directory" in err and "Traceback" not in err
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.raw", "out"]  # no temporary file left
+    assert main(["hash", str(tmp_path), "-o", str(tmp_path / "o.parquet")]) == 2
+    assert "expected a guest memory dump; not a regular file" in capsys.readouterr().err
+
+
 def test_cli_reports_bad_input(tmp_path, capsys):
     assert main(["hash", str(tmp_path / "missing.raw"), "-o", str(tmp_path / "o.parquet")]) == 2
     assert "missing.raw: expected a guest memory dump; no such file" in capsys.readouterr().err

@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"xpipe {args.command}: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an output that cannot be written, a file that cannot be read
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        print(f"xpipe {args.command}: {where + ': ' if where else ''}{e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"xpipe {args.command}: interrupted", file=sys.stderr)
         return 130

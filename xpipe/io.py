@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -22,6 +23,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary name beside ``path`` to write to: renamed to ``path`` when the
     block ends, removed when it raises, so ``path`` is never half written."""
     path = Path(path)
+    if path.is_dir():  # found now, not after the work, when the rename fails
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.unlink(missing_ok=True)

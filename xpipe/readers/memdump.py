@@ -38,7 +38,8 @@ def dump_runs(path: Path, kind: str = "auto") -> list[Run]:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if not path.is_file():
-        raise InputError(path, None, "expected a guest memory dump; no such file")
+        found = "not a regular file" if path.exists() else "no such file"
+        raise InputError(path, None, f"expected a guest memory dump; {found}")
     with path.open("rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
