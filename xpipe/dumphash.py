@@ -17,8 +17,8 @@ import numpy as np
 from xpipe.flatparquet import categorical, constant, plain, write_table
 from xpipe.hashing import ZERO_HASH
 from xpipe.io import atomic_path
-from xpipe.pagetypes import PAGE_TYPES, align_kpageflags, type_codes
-from xpipe.readers.compact import read_u64
+from xpipe.pagetypes import PAGE_TYPES, type_codes
+from xpipe.readers.compact import align_kpageflags, read_u64
 from xpipe.readers.memdump import read_dump
 
 #: The ARROW:schema polars writes for xpipe.schemas.PAGES (PAGES.arrow_schema()),

@@ -10,10 +10,9 @@ import polars as pl
 
 from xpipe.errors import InputError
 from xpipe.hashing import PAGE_SIZE, PAGES_PER_MIB, hash_file
-from xpipe.pagetypes import align_kpageflags
 from xpipe.readers import SNAPSHOT_READERS
 from xpipe.readers.blktrace import read_blk_trace
-from xpipe.readers.compact import read_u64
+from xpipe.readers.compact import align_kpageflags, read_u64
 from xpipe.readers.manifest import Disk, Domain, Manifest
 from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, REQUESTS
 

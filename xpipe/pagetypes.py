@@ -73,21 +73,6 @@ RULES = (
 assert {r.page_type for r in RULES} == set(PAGE_TYPES) and RULES[-1].need == 0
 
 
-def align_kpageflags(gfn: np.ndarray, kpageflags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(flags, known) of each frame in ``gfn`` from a /proc/kpageflags copy (one u64 per frame).
-
-    kpageflags covers frames up to the guest's max_pfn, which may stop short of
-    the last frames or run past them: frames beyond have no flags (known False,
-    flags 0).
-    """
-    known = gfn < len(kpageflags)
-    if not len(kpageflags):
-        return np.zeros(len(gfn), np.uint64), known
-    flags = kpageflags[np.minimum(gfn, len(kpageflags) - 1)].astype(np.uint64, copy=False)
-    flags[~known] = 0
-    return flags, known
-
-
 def type_codes(zero: np.ndarray, flags: np.ndarray | None = None, known: np.ndarray | None = None,
                on_disk: np.ndarray | None = None) -> np.ndarray:
     """Each frame's index in PAGE_TYPES, by RULES (uint8).

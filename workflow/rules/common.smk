@@ -30,7 +30,7 @@ CODE = {
     "synthetic": src("xpipe/synthetic.py"),
     "normalise": src("xpipe/normalise.py", "xpipe/hashing.py", "xpipe/_pagehash.c")
     + src(*(f"xpipe/readers/{m}.py" for m in ("__init__", "manifest", "compact", "memdump", "blktrace"))),
-    "extract": src("xpipe/extract.py"),
+    "extract": src("xpipe/extract.py", "xpipe/pagetypes.py"),
     "replay": src("xpipe/sim/area.py", "xpipe/sim/policies.py", "xpipe/sim/replay.py", "xpipe/sim/load.py",
                   "xpipe/sim/sweep.py"),
     "summarise": src("xpipe/sim/metrics.py"),

@@ -33,6 +33,21 @@ def read_u64(path: str | Path) -> np.ndarray:
     return np.frombuffer(data, dtype="<u8").astype(np.uint64)
 
 
+def align_kpageflags(gfn: np.ndarray, kpageflags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(flags, known) of each frame in ``gfn`` from a /proc/kpageflags copy (one u64 per frame).
+
+    kpageflags covers frames up to the guest's max_pfn, which may stop short of
+    the last frames or run past them: frames beyond have no flags (known False,
+    flags 0).
+    """
+    known = gfn < len(kpageflags)
+    if not len(kpageflags):
+        return np.zeros(len(gfn), np.uint64), known
+    flags = kpageflags[np.minimum(gfn, len(kpageflags) - 1)].astype(np.uint64, copy=False)
+    flags[~known] = 0
+    return flags, known
+
+
 def u64_bytes(values: np.ndarray) -> bytes:
     """Little-endian u64 words: the layout of every compact file."""
     return np.ascontiguousarray(values, dtype="<u8").tobytes()
