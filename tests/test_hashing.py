@@ -78,7 +78,7 @@ def test_pieces_are_shared_through_the_counter(tmp_path):
 
 
 def test_readers_hash_with_the_threads_they_are_given(tmp_path, monkeypatch):
-    from xpipe.readers import SNAPSHOT_READERS
+    from xpipe.readers.registry import SNAPSHOT_READERS
 
     pools = []
 
@@ -98,9 +98,8 @@ def test_readers_hash_with_the_threads_they_are_given(tmp_path, monkeypatch):
 
 
 def test_disk_size_does_not_hash_the_image(tmp_path, monkeypatch):
-    from xpipe import normalise
-    from xpipe.readers.manifest import Disk
+    from xpipe import bundle
 
     (tmp_path / "d.img").write_bytes(bytes(3 * PAGE_SIZE))
-    monkeypatch.setattr(normalise, "hash_file", lambda *a: pytest.fail("the image was hashed"))
-    assert normalise.disk_blocks(Disk("d", None, tmp_path / "d.img")) == 3
+    monkeypatch.setattr(bundle, "hash_file", lambda *a: pytest.fail("the image was hashed"))
+    assert bundle.image_blocks(tmp_path / "d.img") == 3

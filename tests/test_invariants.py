@@ -6,7 +6,8 @@ import pytest
 from xpipe.hashing import ZERO_HASH
 from xpipe.schemas import PAGE_TYPES
 from xpipe.sim.metrics import per_time
-from xpipe.sim.replay import DomainTrace, RunSpec, replay
+from xpipe.sim.replay import DomainTrace, replay
+from xpipe.sim.runs import RunSpec
 
 FILE = PAGE_TYPES.index("file_data")
 ANON = PAGE_TYPES.index("anonymous")
@@ -34,7 +35,8 @@ def footprints(doms, run_id):
     return t["footprint"].to_numpy(), t["footprint_none"].to_numpy()
 
 
-RUNS = ["zero", "scan-r50", "scan-r100000", "dsa-lru-a10", "dsa-lfu-a40-z", "dsa-fifo-a100000", "dsa-lru-a100000-z"]
+RUNS = ["zero", "scan-r50-boot", "scan-r100000-snapshot", "dsa-lru-0.0390625mib", "dsa-lfu-0.15625mib-z",
+        "dsa-fifo-400mib", "dsa-lru-400mib-z"]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -51,7 +53,7 @@ def test_oracle_le_policy_le_none(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_empty_area_is_no_sharing(seed):
     doms = random_mix(seed)
-    a = replay(doms, RunSpec.parse("dsa-lru-a0-z")).timeline
+    a = replay(doms, RunSpec.parse("dsa-lru-0mib-z")).timeline
     b = replay(doms, RunSpec.parse("none")).timeline
     cols = ["time_s", "domain", "private_pages", "shared_mapped", "reads_issued", "reads_avoided", "cow_breaks"]
     assert a.select(cols).equals(b.select(cols))
@@ -60,7 +62,7 @@ def test_empty_area_is_no_sharing(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_lru_hit_ratio_never_falls_as_the_area_grows(seed):
     doms = random_mix(seed, reads=2000)
-    avoided = [int(replay(doms, RunSpec("dsa", eviction="lru", area_pages=a)).timeline["reads_avoided"].sum())
+    avoided = [int(replay(doms, RunSpec.make("dsa", eviction="lru", area_mib=a / 256, admit_zero=False)).timeline["reads_avoided"].sum())
                for a in (0, 1, 2, 5, 10, 20, 50, 100, 150, 200)]
     assert avoided == sorted(avoided)
     ideal = int(replay(doms, RunSpec.parse("oracle")).timeline["reads_avoided"].sum())

@@ -8,10 +8,11 @@ import xxhash
 import yaml
 from elfcore import elf_core
 
+from xpipe.bundle import SNAPSHOT_KINDS, write_u64
 from xpipe.errors import InputError
 from xpipe.hashing import PAGE_SIZE, hash_pages
 from xpipe.readers.blktrace import read_blk_trace
-from xpipe.readers.compact import read_u64, write_u64
+from xpipe.readers.compact import read_u64
 from xpipe.readers.manifest import load_manifest
 from xpipe.readers.memdump import read_elf_core, read_pmemsave
 
@@ -37,6 +38,12 @@ def test_compact_trailing_bytes_named(tmp_path):
     (tmp_path / "bad.xxh").write_bytes(b"\0" * 20)
     with pytest.raises(InputError, match=r"bad\.xxh, offset 16: .*4 trailing bytes"):
         read_u64(tmp_path / "bad.xxh")
+
+
+def test_every_snapshot_kind_has_a_reader():
+    from xpipe.readers.registry import SNAPSHOT_READERS
+
+    assert tuple(SNAPSHOT_READERS) == SNAPSHOT_KINDS
 
 
 def test_pmemsave(tmp_path):
@@ -146,3 +153,19 @@ def test_normalise_frames_wrong_size(tmp_path):
     (tmp_path / "m.yaml").write_text(yaml.safe_dump({"format": "xpipe-capture/1", "domains": [d]}))
     with pytest.raises(InputError, match=r"s0.raw: expected 256 page frames \(1 MiB\), found 2"):
         normalise_frames(load_manifest(tmp_path / "m.yaml").domains[0])
+
+
+def test_normalise_disk_from_block_hashes_or_image(tmp_path):
+    from xpipe.normalise import normalise_disk
+    from xpipe.readers.manifest import Disk
+
+    image = pages(0, 9, 9)
+    (tmp_path / "d.img").write_bytes(image)
+    write_u64(tmp_path / "d.blk.xxh.gz", hash_pages(image))
+    want = [h(0), h(9), h(9)]
+    for disk in (Disk("d", tmp_path / "d.blk.xxh.gz", None), Disk("d", None, tmp_path / "d.img")):
+        blocks = normalise_disk(disk)
+        assert blocks["block"].to_list() == [0, 1, 2] and blocks["hash"].to_list() == want
+    (tmp_path / "odd.img").write_bytes(image + b"x")
+    with pytest.raises(InputError, match=r"odd\.img, offset 12288: expected a disk image of whole 4096-byte"):
+        normalise_disk(Disk("odd", None, tmp_path / "odd.img"))

@@ -18,8 +18,10 @@ import pytest
 
 from xpipe.hashing import ZERO_HASH
 from xpipe.schemas import PAGE_TYPES
-from xpipe.sim.metrics import capacity, peak_footprint
-from xpipe.sim.replay import DomainTrace, RunSpec, replay
+from xpipe.sim.metrics import domains_per_host, peak_footprint, summarise
+from xpipe.sim.replay import DomainTrace, replay, replayed_times
+from xpipe.sim.runs import RunSpec
+from xpipe.sim.sweep import prefix_peaks
 
 Z = ZERO_HASH
 x, y, p, q, w = (np.uint64(v) for v in (11, 12, 13, 14, 15))
@@ -88,22 +90,22 @@ EXPECTED = {
     "oracle": ([5, 5], [5, 5], 2, 2, 1),
     # 80 visits over 8 frames before t=10: all mergeable; B0's write breaks its merge;
     # at t=10 x (A1,B1) and p (A3,B3) are merged. No read saved.
-    "scan-r8": ([8, 6], [8, 6], 4, 0, 1),
+    "scan-r8-snapshot": ([8, 6], [8, 6], 4, 0, 1),
     # area {x, y}: B's x read and B's late y read are hits; A1, B0, B1 map x.
-    "dsa-lru-a2": ([8, 6], [10, 7], 2, 2, 0),
+    "dsa-lru-0.0078125mib": ([8, 6], [10, 7], 2, 2, 0),
     # an empty area is no sharing
-    "dsa-lru-a0": ([8, 8], [8, 8], 4, 0, 0),
+    "dsa-lru-0mib": ([8, 8], [8, 8], 4, 0, 0),
     # one slot: y evicts x before t=10, so nothing is mapped; both B reads hit.
-    "dsa-lru-a1": ([8, 8], [9, 9], 2, 2, 0),
-    "dsa-fifo-a1": ([8, 8], [9, 9], 2, 2, 0),
+    "dsa-lru-0.00390625mib": ([8, 8], [9, 9], 2, 2, 0),
+    "dsa-fifo-0.00390625mib": ([8, 8], [9, 9], 2, 2, 0),
     # with the zero page: t=0 maps A0,B0 on Z; at t=10 Z re-enters and evicts x
     # (least recent), so only A0 maps Z; B0's write breaks its mapping.
-    "dsa-lru-a2-z": ([7, 8], [8, 9], 2, 2, 1),
-    # every 2nd snapshot counted from the last: only t=10 is replayed, so nothing
-    # was shared before it to break, and the scanner has had no time to visit.
-    "oracle-e2": ([5], [5], 2, 2, 0),
-    "dsa-lru-a2-e2": ([6], [7], 2, 2, 0),
-    "scan-r8-e2": ([8], [8], 4, 0, 0),
+    "dsa-lru-0.0078125mib-z": ([7, 8], [8, 9], 2, 2, 1),
+    # with two snapshots every 2nd keeps both (the first and last are always kept)
+    "oracle-e2": ([5, 5], [5, 5], 2, 2, 1),
+    "dsa-lru-0.0078125mib-e2": ([8, 6], [10, 7], 2, 2, 0),
+    # from boot: the first snapshot is at t=0, so the scanner has had no time before it
+    "scan-r8-boot": ([8, 6], [8, 6], 4, 0, 1),
 }
 
 
@@ -117,8 +119,25 @@ def test_slow_scanner_merges_nothing_on_a_single_visit():
     doms = mix()
     for d in doms:
         d.times = np.array([0.0, 4.0])
-    tl = replay(doms, RunSpec("scan", scan_pages_per_s=1)).timeline
+    tl = replay(doms, RunSpec.make("scan", scan_pages_per_s=1, scan_start="snapshot")).timeline
     assert peak_footprint(tl) == 8
+
+
+@pytest.mark.parametrize("start, footprints", [("boot", [5, 6]), ("snapshot", [8, 6])])
+def test_scanner_from_boot_has_merged_by_the_first_snapshot(start, footprints):
+    # Snapshots at t=2 and t=10, 8 pages/s. From boot the scanner visits every frame
+    # twice before t=2 (16 visits, first snapshot's content): Z, x and p merge
+    # (8 - 6 + 3 = 5). From the first snapshot nothing is merged at t=2. By t=10
+    # both have visited everything twice; A2 and B0 were written, so x (A1, B1)
+    # and p (A3, B3) are merged (8 - 4 + 2 = 6) and B0's write breaks Z's merge.
+    doms = mix()
+    for d in doms:
+        d.times = np.array([2.0, 10.0])
+    tl = replay(doms, RunSpec.make("scan", scan_pages_per_s=8, scan_start=start)).timeline
+    fp = (tl.group_by("time_s").agg(fp=pl.col("private_pages").sum() + pl.col("area_mapped").first())
+          .sort("time_s")["fp"].to_list())
+    assert fp == footprints
+    assert int(tl["cow_breaks"].sum()) == 1
 
 
 def test_lfu_keeps_the_frequent_content():
@@ -129,7 +148,7 @@ def test_lfu_keeps_the_frequent_content():
     doms[1].read_times = np.array([2.0, 4.0])
     mapped_at_10 = {}
     for ev in ("lru", "lfu", "fifo"):
-        tl = replay(doms, RunSpec("dsa", eviction=ev, area_pages=2)).timeline
+        tl = replay(doms, RunSpec.make("dsa", eviction=ev, area_mib=2 / 256, admit_zero=False)).timeline
         assert int(tl["reads_avoided"].sum()) == 1
         mapped_at_10[ev] = int(tl.filter(pl.col("time_s") == 10.0)["shared_mapped"].sum())
     assert mapped_at_10 == {"lru": 0, "lfu": 3, "fifo": 0}
@@ -144,29 +163,40 @@ def test_shared_page_types_by_scope():
                                  ("anonymous", "inter"): 1.0})
 
 
-def test_capacity_counts_prefixes():
-    assert capacity(mix(), RunSpec.parse("oracle")) == [(1, 4), (2, 5)]
-    assert capacity(mix(), RunSpec.parse("none")) == [(1, 4), (2, 8)]
+def test_prefixes_count_the_first_k_domains():
+    assert prefix_peaks(mix(), RunSpec.parse("oracle"), replay(mix(), RunSpec.parse("oracle")).timeline) \
+        == [(1, 4), (2, 5)]
+    assert prefix_peaks(mix(), RunSpec.parse("none"), replay(mix(), RunSpec.parse("none")).timeline) \
+        == [(1, 4), (2, 8)]
+    # a host of 4 pages (1/64 MiB is not a size; use pages via MiB * 256): 1 MiB holds both
+    assert domains_per_host([(1, 4), (2, 300)], 1) == 1 and domains_per_host([(1, 4), (2, 8)], 1) == 2
 
 
 def test_run_ids_round_trip():
     for run_id in EXPECTED:
         assert RunSpec.parse(run_id).run_id == run_id
-    with pytest.raises(ValueError, match="expected none, zero"):
-        RunSpec.parse("dsa-mru-a3")
+    with pytest.raises(ValueError, match="expected one of none; zero"):
+        RunSpec.parse("dsa-mru-3mib")
+    with pytest.raises(ValueError, match="not a whole number of 4 KiB pages"):
+        RunSpec.parse("dsa-lru-0.001mib")
+
+
+def test_every_interval_covers_the_same_window():
+    t = np.array([40.0, 70.0, 100.0, 130.0])
+    assert replayed_times(t, 1).tolist() == [40, 70, 100, 130]
+    assert replayed_times(t, 2).tolist() == [40, 100, 130]
+    assert replayed_times(t, 3).tolist() == [40, 130]
+    assert replayed_times(t, 9).tolist() == [40, 130]
 
 
 def test_sparser_snapshots_are_compared_with_the_oracle_at_the_same_times():
-    from xpipe.sim.metrics import summarise
-
-    full = replay(mix(), RunSpec.parse("oracle")).timeline
-    sparse = replay(mix(), RunSpec.parse("oracle-e2")).timeline
-    row = summarise(sparse, full, None, RunSpec.parse("oracle-e2"), "m", False, [1]).row(0, named=True)
-    assert row["share_of_oracle"] == pytest.approx(1.0) and row["snapshot_every"] == 2
+    doms = mix()
+    for d in doms:  # a third snapshot, equal to the second, so every 2nd keeps t=0 and t=20
+        d.times = np.array([0.0, 10.0, 20.0])
+        d.load = (lambda load: lambda k: load(min(k, 1)))(d.load)
+    full = replay(doms, RunSpec.parse("oracle")).timeline
+    sparse = replay(doms, RunSpec.parse("oracle-e2")).timeline
+    row = summarise(sparse, full, None, True, False, [1]).row(0, named=True)
+    assert row["share_of_oracle"] == pytest.approx(1.0)
+    assert row["snapshots"] == 2 and row["snapshot_interval_s"] == 20.0
     assert row["savings"] == pytest.approx(1 - 5 / 8)
-
-
-def test_capacity_takes_the_whole_mix_from_its_timeline():
-    spec = RunSpec.parse("oracle")
-    whole = replay(mix(), spec).timeline
-    assert capacity(mix(), spec, whole=whole) == capacity(mix(), spec) == [(1, 4), (2, 5)]

@@ -8,37 +8,24 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from xpipe.bundle import disk_block_hashes
 from xpipe.errors import InputError
-from xpipe.hashing import PAGE_SIZE, PAGES_PER_MIB, hash_file
-from xpipe.readers import SNAPSHOT_READERS
+from xpipe.hashing import PAGES_PER_MIB
 from xpipe.readers.blktrace import read_blk_trace
 from xpipe.readers.compact import align_kpageflags, read_u64
 from xpipe.readers.manifest import Disk, Domain, Manifest
+from xpipe.readers.registry import SNAPSHOT_READERS
 from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, REQUESTS
 
 log = logging.getLogger(__name__)
 
 
-def disk_blocks(disk: Disk) -> int:
-    """How many 4 KiB blocks the disk has: one per block hash, or its image's size (not hashed)."""
-    if disk.block_hashes is not None:
-        return len(read_u64(disk.block_hashes))
-    size = disk.image.stat().st_size
-    if size % PAGE_SIZE:
-        raise InputError(disk.image, f"offset {size - size % PAGE_SIZE}",
-                         f"expected a disk image of whole {PAGE_SIZE}-byte blocks")
-    return size // PAGE_SIZE
-
-
-def disk_block_hashes(disk: Disk, threads: int = 0) -> np.ndarray:
-    """One hash per 4 KiB block of the disk, from its block-hash file or its image."""
-    if disk.block_hashes is not None:
-        return read_u64(disk.block_hashes)
-    return hash_file(disk.image, [(0, disk_blocks(disk))], threads)
-
-
 def normalise_disk(disk: Disk, threads: int = 0) -> pl.DataFrame:
-    h = disk_block_hashes(disk, threads)
+    """One hash per 4 KiB block of the disk, from its block-hash file or by hashing its image."""
+    if disk.block_hashes is not None:
+        h = read_u64(disk.block_hashes)
+    else:
+        h = disk_block_hashes(disk.image, threads)
     return pl.DataFrame({"block": np.arange(len(h), dtype=np.int64), "hash": h}, schema=BLOCKS.schema)
 
 

@@ -7,11 +7,17 @@ Each stage imports its schema from here and nothing else defines a column.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import polars as pl
 
 from xpipe.pagetypes import PAGE_TYPES
+
+
+def fill(template: str, **values) -> str:
+    """A path template with the given fields filled in and the others left as {wildcards}."""
+    return re.sub(r"\{(\w+)\}", lambda m: str(values[m[1]]) if m[1] in values else m[0], template)
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,10 @@ class Table:
     where: str
     doc: str
     columns: tuple[Column, ...]
+
+    def path(self, **values) -> str:
+        """``where`` with the given fields filled in; the others stay {wildcards}."""
+        return fill(self.where, **values)
 
     @property
     def schema(self) -> pl.Schema:
@@ -137,89 +147,8 @@ DOMAINS = Table(
     ),
 )
 
-TIMELINE = Table(
-    "timeline",
-    "results/replay/{mix}/{run}/timeline.parquet",
-    "Per snapshot time and domain, the state after replaying up to that time (stage 3).",
-    (
-        Column("mix", _S, "mix name from config"),
-        Column("run", _S, "run id: policy and its parameters"),
-        Column("policy", _S, "none, zero, oracle, scan or dsa"),
-        Column("time_s", _F, "guest time, seconds"),
-        Column("domain", _S, "domain id"),
-        Column("private_pages", _I, "4 KiB pages only this domain's memory holds"),
-        Column("shared_mapped", _I, "this domain's frames mapped from shared memory"),
-        Column("area_used", _I, "host: pages held in shared memory (area or merged), same on every row of a time"),
-        Column("area_mapped", _I, "host: shared pages that some domain maps"),
-        Column("area_reserved", _I, "host: the sharing area's reserved size in pages (dsa; else 0)"),
-        Column("reads_issued", _I, "disk block reads that reached the disk since the previous time"),
-        Column("reads_avoided", _I, "disk block reads served from the area since the previous time"),
-        Column("cow_breaks", _I, "writes to shared pages since the previous time"),
-    ),
-)
-
-SUMMARY = Table(
-    "summary",
-    "results/replay/{mix}/{run}/summary.parquet",
-    "One row per run and host size (stage 3). Footprints in 4 KiB pages, over snapshot times.",
-    (
-        Column("mix", _S, "mix name"),
-        Column("run", _S, "run id"),
-        Column("policy", _S, "policy name"),
-        Column("eviction", _S, "dsa eviction rule (lru, lfu, fifo), else empty"),
-        Column("area_pages", _I, "dsa area size in pages, else 0"),
-        Column("admit_zero", _B, "dsa admits the zero page"),
-        Column("scan_pages_per_s", _I, "scan rate, pages per second, else 0"),
-        Column("snapshot_every", _I, "k: the run replayed every k-th snapshot time (1: all)"),
-        Column("domains", _I, "domains in the mix"),
-        Column("synthetic", _B, "true when the mix's capture is synthetic"),
-        Column("peak_footprint", _I, "max over times of host pages domains use (private + shared mapped)"),
-        Column("mean_footprint", _F, "mean over times of the same"),
-        Column("peak_footprint_reserved", _I, "max over times of private + area reserved (dsa) or + shared used"),
-        Column("mean_footprint_none", _F, "mean footprint without sharing (all frames), same times"),
-        Column("savings", _F, "1 - mean_footprint / mean_footprint_none"),
-        Column("savings_reserved", _F, "1 - mean footprint with the whole reserved area / mean_footprint_none"),
-        Column("oracle_savings", _F, "savings of the oracle on the same mix"),
-        Column("share_of_oracle", _F, "savings / oracle_savings (1 when the oracle saves nothing)"),
-        Column("reads", _I, "disk block reads in the mix's traces"),
-        Column("reads_avoided", _I, "reads served from shared memory"),
-        Column("io_reduction", _F, "reads_avoided / reads"),
-        Column("io_reduction_ideal", _F, "share of reads whose content some domain read before"),
-        Column("cow_breaks", _I, "writes to shared pages over the run"),
-        Column("area_hit_ratio", _F, "dsa: area hits / lookups (reads); else 0"),
-        Column("host_mib", _I, "configured host memory, MiB (one row per configured size)"),
-        Column("domains_per_host", _I, "mix domains, in mix order, that fit in host_mib; null if not computed"),
-    ),
-)
-
-TYPES = Table(
-    "types",
-    "results/replay/{mix}/{run}/types.parquet",
-    "Pages saved by type and scope, averaged over snapshot times (stage 3).",
-    (
-        Column("mix", _S, "mix name"),
-        Column("run", _S, "run id"),
-        Column("page_type", _S, "page type of the saved frames"),
-        Column("scope", _S, "intra: every frame of the content is in one domain; inter: several"),
-        Column("pages_saved", _F, "frames mapped from shared memory minus shared pages kept, mean over times"),
-    ),
-)
-
-CAPACITY = Table(
-    "capacity",
-    "results/replay/{mix}/{run}/capacity.parquet",
-    "Footprint of the mix's first k domains, for domains-per-host (stage 3).",
-    (
-        Column("mix", _S, "mix name"),
-        Column("run", _S, "run id"),
-        Column("domains", _I, "k: the mix's first k domains, in mix order"),
-        Column("peak_footprint", _I, "peak footprint of those k domains, pages"),
-        Column("host_pages", _I, "configured host memory, pages"),
-        Column("fits", _B, "peak_footprint <= host_pages"),
-    ),
-)
-
-TABLES = (DOMAINS, FRAMES, REQUESTS, BLOCKS, PAGES, READS, TIMELINE, SUMMARY, TYPES, CAPACITY)
+#: The tables of the capture stages (1 and 2); the run tables are in xpipe.sim.tables.
+TABLES = (DOMAINS, FRAMES, REQUESTS, PAGES, READS)
 
 
 def describe() -> str:

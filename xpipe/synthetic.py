@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from xpipe.hashing import PAGE_SIZE, PAGES_PER_MIB, ZERO_HASH
+from xpipe.bundle import PAGE_SIZE, write_manifest, write_u64
+from xpipe.hashing import PAGES_PER_MIB, ZERO_HASH
 from xpipe.pagetypes import KPF
-from xpipe.readers.compact import write_u64
-from xpipe.readers.manifest import FORMAT
 
+#: The one disk every synthetic domain reads, by its name under `disks` in the manifest.
+DISK = "image"
 _LRU = 1 << 5
 _F = {k: np.uint64(1 << v) for k, v in KPF.items()}
 
@@ -169,17 +169,13 @@ def write_synthetic_bundle(out: str | Path, spec: SyntheticSpec = SyntheticSpec(
                 write_u64(out / did / f"s{k}.kpf{gz}", f)
                 entries.append({"time_s": spec.snapshot_times_s[k], "pages": f"{did}/s{k}.xxh{gz}",
                                 "kpageflags": f"{did}/s{k}.kpf{gz}"})
-            domains.append({"id": did, "workload": w, "memory_mib": spec.memory_mib, "disk": "image",
+            domains.append({"id": did, "workload": w, "memory_mib": spec.memory_mib, "disk": DISK,
                             "reads": f"{did}/reads.log", "reads_start_epoch_s": epoch,
                             "snapshots": entries})
-    manifest = {
-        "format": FORMAT,
-        "synthetic": True,
-        "description": f"SYNTHETIC data from xpipe.synthetic (seed {spec.seed}); not recorded from any machine",
-        "page_size": PAGE_SIZE,
-        "disks": {"image": {"block_hashes": f"disk.blk.xxh{gz}", "size_bytes": len(disk) * PAGE_SIZE}},
-        "domains": domains,
-    }
-    path = out / "manifest.yaml"
-    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
-    return path
+    return write_manifest(
+        out,
+        synthetic=True,
+        description=f"SYNTHETIC data from xpipe.synthetic (seed {spec.seed}); not recorded from any machine",
+        disks={DISK: {"block_hashes": f"disk.blk.xxh{gz}", "size_bytes": len(disk) * PAGE_SIZE}},
+        domains=domains,
+    )

@@ -13,9 +13,9 @@ rule capture:
     conda:
         "../envs/xpipe.yaml"
     log:
-        "results/logs/capture/{preset}.log",
+        log("capture", "preset"),
     benchmark:
-        "results/benchmarks/capture/{preset}.tsv"
+        bench("capture", "preset")
     threads: 2  # the presets boot two guests at a time
     shell:
         # progress on the terminal too: guests boot and run for minutes

@@ -1,52 +1,53 @@
-# Stage 2: page types and read content hashes (schemas PAGES, READS).
+# Stage 2: page types and read content hashes (schemas PAGES, READS, DOMAINS).
+# Shared by every experiment of the project.
 
 
 rule extract_pages:
     input:
-        code=CODE["extract"],
+        code=code("extract_pages.py"),
         frames=rules.normalise_domain.output.frames,
         disk=domain_disk_table,
     output:
-        pages="results/pages/{capture}/{domain}.parquet",
+        pages=PAGES.where,
     conda:
         "../envs/xpipe.yaml"
     log:
-        "results/logs/extract_pages/{capture}/{domain}.log",
+        log("extract_pages", "capture", "domain"),
     benchmark:
-        "results/benchmarks/extract_pages/{capture}/{domain}.tsv"
+        bench("extract_pages", "capture", "domain")
     script:
         "../scripts/extract_pages.py"
 
 
 rule extract_reads:
     input:
-        code=CODE["extract"],
+        code=code("extract_reads.py"),
         requests=rules.normalise_domain.output.requests,
         disk=domain_disk_table,
     output:
-        reads="results/reads/{capture}/{domain}.parquet",
+        reads=READS.where,
     conda:
         "../envs/xpipe.yaml"
     log:
-        "results/logs/extract_reads/{capture}/{domain}.log",
+        log("extract_reads", "capture", "domain"),
     benchmark:
-        "results/benchmarks/extract_reads/{capture}/{domain}.tsv"
+        bench("extract_reads", "capture", "domain")
     script:
         "../scripts/extract_reads.py"
 
 
 rule tabulate_domains:
     input:
-        code=CODE["normalise"],
+        code=code("tabulate_domains.py"),
         manifest=capture_manifest,
         reads=capture_reads,
     output:
-        domains="results/normalised/{capture}/domains.parquet",
+        domains=DOMAINS.where,
     conda:
         "../envs/xpipe.yaml"
     log:
-        "results/logs/tabulate_domains/{capture}.log",
+        log("tabulate_domains", "capture"),
     benchmark:
-        "results/benchmarks/tabulate_domains/{capture}.tsv"
+        bench("tabulate_domains", "capture")
     script:
         "../scripts/tabulate_domains.py"

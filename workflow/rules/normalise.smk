@@ -1,29 +1,30 @@
 # Stage 1: capture bundles into Parquet (schemas FRAMES, REQUESTS, BLOCKS, DOMAINS).
+# Shared by every experiment of the project: a capture is normalised once.
 
 
 rule make_synthetic:
     input:
-        code=CODE["synthetic"],
+        code=code("make_synthetic.py"),
     output:
         manifest="results/synthetic/{capture}/manifest.yaml",
     params:
-        spec=synthetic_params,
+        spec=synthetic_spec,
     conda:
         "../envs/xpipe.yaml"
     log:
-        "results/logs/make_synthetic/{capture}.log",
+        log("make_synthetic", "capture"),
     benchmark:
-        "results/benchmarks/make_synthetic/{capture}.tsv"
+        bench("make_synthetic", "capture")
     script:
         "../scripts/make_synthetic.py"
 
 
 rule normalise_disk:
     input:
-        code=CODE["normalise"],
+        code=code("normalise_disk.py"),
         files=disk_files,
     output:
-        blocks="results/normalised/{capture}/disks/{disk}.parquet",
+        blocks=BLOCKS.where,
     params:
         manifest=capture_manifest,
     # threads that hash raw dumps and disk images; jobs run side by side, so one
@@ -32,21 +33,21 @@ rule normalise_disk:
     conda:
         "../envs/xpipe.yaml"
     log:
-        "results/logs/normalise_disk/{capture}/{disk}.log",
+        log("normalise_disk", "capture", "disk"),
     benchmark:
-        "results/benchmarks/normalise_disk/{capture}/{disk}.tsv"
+        bench("normalise_disk", "capture", "disk")
     script:
         "../scripts/normalise_disk.py"
 
 
 rule normalise_domain:
     input:
-        code=CODE["normalise"],
+        code=code("normalise_domain.py"),
         files=domain_files,
         disk=domain_disk_table,  # its row count is the disk size the reads must stay inside
     output:
-        frames="results/normalised/{capture}/frames/{domain}.parquet",
-        requests="results/normalised/{capture}/requests/{domain}.parquet",
+        frames=FRAMES.where,
+        requests=REQUESTS.where,
     params:
         manifest=capture_manifest,
     # threads that hash raw dumps and disk images; jobs run side by side, so one
@@ -55,9 +56,8 @@ rule normalise_domain:
     conda:
         "../envs/xpipe.yaml"
     log:
-        "results/logs/normalise_domain/{capture}/{domain}.log",
+        log("normalise_domain", "capture", "domain"),
     benchmark:
-        "results/benchmarks/normalise_domain/{capture}/{domain}.tsv"
+        bench("normalise_domain", "capture", "domain")
     script:
         "../scripts/normalise_domain.py"
-

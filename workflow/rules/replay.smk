@@ -1,28 +1,29 @@
-# Stage 3: replay each mix under every run of the sweep (schemas TIMELINE,
-# TYPES, CAPACITY, SUMMARY). One job per mix: the mix's pages are loaded once
-# and the oracle, which every summary is measured against, runs first.
+# Stage 3: replay each mix under every run of the sweep (tables in xpipe.sim.tables).
+# One job per mix: the mix's pages are loaded once and the oracle, which every
+# summary is measured against, runs first. The experiment's own folder.
 
 
 rule replay_mix:
     input:
-        code=CODE["replay"] + CODE["summarise"],
-        pages=mix_pages,
-        reads=mix_reads,
+        code=code("replay_mix.py"),
+        pages=mix_tables(PAGES),
+        reads=mix_tables(READS),
     output:
-        timeline=expand("results/replay/{{mix}}/{run}/timeline.parquet", run=run_ids()),
-        types=expand("results/replay/{{mix}}/{run}/types.parquet", run=run_ids()),
-        capacity=expand("results/replay/{{mix}}/{run}/capacity.parquet", run=run_ids()),
-        summary=expand("results/replay/{{mix}}/{run}/summary.parquet", run=run_ids()),
+        summary=SUMMARY.path(experiment=X.name),
+        timeline=TIMELINE.path(experiment=X.name),
+        types=TYPES.path(experiment=X.name),
+        prefixes=PREFIXES.path(experiment=X.name),
     params:
-        runs=run_ids(),
-        capacity=config["capacity"],
-        host_mib=host_mib(),
+        runs=RUNS,
+        capture=mix_capture,
+        domains_per_host=config["domains_per_host"],
+        host_mib=config["sweep"]["host_mib"],
         synthetic=mix_synthetic,
     conda:
         "../envs/xpipe.yaml"
     log:
-        "results/logs/replay_mix/{mix}.log",
+        X.path("log", job="replay_mix/{mix}"),
     benchmark:
-        "results/benchmarks/replay_mix/{mix}.tsv"
+        X.path("benchmark", job="replay_mix/{mix}")
     script:
         "../scripts/replay_mix.py"

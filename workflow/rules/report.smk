@@ -1,62 +1,66 @@
-# Stage 4: the results database, figures and tables.
+# Stage 4: the experiment's results database, figures and tables.
 
 
 rule build_database:
     input:
-        code=CODE["database"],
-        summary=all_outputs("summary"),
-        timeline=all_outputs("timeline"),
-        types=all_outputs("types"),
-        capacity=all_outputs("capacity"),
-        domains=all_domain_tables(),
+        code=code("build_database.py"),
+        summary=run_tables(SUMMARY),
+        timeline=run_tables(TIMELINE),
+        types=run_tables(TYPES),
+        prefixes=run_tables(PREFIXES),
+        domains=[DOMAINS.path(capture=c) for c in experiment_captures()],
+        # the per-page views name these files; they exist once the mixes are replayed
+        per_page=[f for t in PER_PAGE for files in per_page_files(t).values() for f in files],
     output:
-        db="results/xpipe.duckdb",
+        db=X.path("database"),
+    params:
+        per_page={t.name: per_page_files(t) for t in PER_PAGE},
     conda:
         "../envs/xpipe.yaml"
     log:
-        "results/logs/build_database.log",
+        X.path("log", job="build_database"),
     benchmark:
-        "results/benchmarks/build_database.tsv"
+        X.path("benchmark", job="build_database")
     script:
         "../scripts/build_database.py"
 
 
 rule draw_figure:
     input:
-        code=CODE["figures"],
+        code=code("draw_figure.py"),
         db=rules.build_database.output.db,
-        sql=str(SRC / "workflow/sql/{figure}.sql"),
+        sql=SRC / "workflow/sql/figures/{figure}.sql",
     output:
         png=report(
-            "results/figures/{figure}.png",
-            caption="../report/figure.rst",
+            X.path("figure"),
+            caption="../report/figures/{figure}.rst",
             category="Figures",
             labels={"figure": "{figure}"},
         ),
-        svg="results/figures/{figure}.svg",
+        svg=X.path("figure_svg"),
     conda:
         "../envs/xpipe.yaml"
     log:
-        "results/logs/draw_figure/{figure}.log",
+        X.path("log", job="draw_figure/{figure}"),
     benchmark:
-        "results/benchmarks/draw_figure/{figure}.tsv"
+        X.path("benchmark", job="draw_figure/{figure}")
     script:
         "../scripts/draw_figure.py"
 
 
 rule tabulate_summary:
     input:
-        code=CODE["tables"],
+        code=code("tabulate_summary.py"),
         db=rules.build_database.output.db,
-        sql=str(SRC / "workflow/sql/summary_table.sql"),
+        sql=SRC / "workflow/sql/summary_table.sql",
     output:
-        csv=report("results/tables/summary.csv", caption="../report/summary_table.rst", category="Tables"),
-        md="results/tables/summary.md",
+        csv=report(X.path("summary_csv"), caption="../report/summary_table.rst", category="Tables"),
+        md=X.path("summary_md"),
     conda:
         "../envs/xpipe.yaml"
     log:
-        "results/logs/tabulate_summary.log",
+        X.path("log", job="tabulate_summary"),
     benchmark:
-        "results/benchmarks/tabulate_summary.tsv"
+        X.path("benchmark", job="tabulate_summary")
     script:
         "../scripts/tabulate_summary.py"

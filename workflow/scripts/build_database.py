@@ -1,12 +1,12 @@
-"""Stage 4: results/xpipe.duckdb over every stage's Parquet."""
+"""Stage 4: the experiment's results database over its run tables and captures."""
 
 from xpipe.io import run_logged
 from xpipe.report.db import build_database
 
 
 def main():
-    tables = {k: list(snakemake.input[k]) for k in ("summary", "timeline", "types", "capacity", "domains")}
-    build_database(snakemake.output.db, tables)
+    tables = {k: list(snakemake.input[k]) for k in ("summary", "timeline", "types", "prefixes", "domains")}
+    build_database(snakemake.output.db, tables, snakemake.params.per_page)
 
 
 run_logged(snakemake.log[0], main)

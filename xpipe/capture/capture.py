@@ -10,15 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from xpipe.capture.bundle import dump_hashes, relative, write_compact, write_manifest
+from xpipe.bundle import disk_block_hashes, relative, u64_bytes, write_compact, write_manifest
+from xpipe.capture.errors import CaptureError
 from xpipe.capture.guest import Guest, GuestConfig
 from xpipe.capture.host import make_scratch, qemu_version
 from xpipe.capture.images import GuestImage, guest_image
 from xpipe.capture.spec import CaptureSpec, DomainSpec
-from xpipe.hashing import PAGE_SIZE, ZERO_HASH
-from xpipe.normalise import disk_block_hashes
-from xpipe.readers.compact import u64_bytes
-from xpipe.readers.manifest import FORMAT, Disk
+from xpipe.hashing import ZERO_HASH
+from xpipe.readers.memdump import read_pmemsave
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +39,32 @@ def run_capture(spec: CaptureSpec, out: Path, keep_raw: bool = False, compress: 
             domains += _run_batch(spec, image, batch, out, work, keep_raw, compress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    manifest = {
-        "format": FORMAT,
-        "synthetic": False,
-        "description": f"{spec.description}. Guest kernel {image.kernel.name}; {qemu_version()}; "
+    path = write_manifest(
+        out,
+        synthetic=False,
+        description=f"{spec.description}. Guest kernel {image.kernel.name}; {qemu_version()}; "
         f"snapshot times count from QEMU's start.",
-        "page_size": PAGE_SIZE,
-        "disks": {image.disk_name: disk_entry},
-        "domains": domains,
-    }
-    path = write_manifest(out, manifest)
+        disks={image.disk_name: disk_entry},
+        domains=domains,
+    )
     log.info("wrote %s (%d domains, %d snapshots each)", path, len(domains), len(spec.times_s))
     return path
 
 
 def _write_disk(image: GuestImage, out: Path, compress: bool) -> dict[str, Any]:
     t0 = time.monotonic()
-    hashes = disk_block_hashes(Disk(image.disk_name, None, image.root_disk))
+    hashes = disk_block_hashes(image.root_disk)
     path = write_compact(out / "disks" / f"{image.disk_name}.blk.xxh", u64_bytes(hashes), compress)
     log.info("disk %s: %d blocks hashed in %.1f s", image.root_disk.name, len(hashes), time.monotonic() - t0)
     return {"block_hashes": relative(path, out), "size_bytes": image.root_disk.stat().st_size}
+
+
+def dump_hashes(raw: Path, frames: int) -> np.ndarray:
+    """Page hashes of a guest's pmemsave dump, which must hold exactly one page per guest frame."""
+    _, hashes = read_pmemsave(raw)
+    if len(hashes) != frames:
+        raise CaptureError(f"{raw}: expected {frames} frames, found {len(hashes)}")
+    return hashes
 
 
 def _run_batch(

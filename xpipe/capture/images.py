@@ -7,10 +7,8 @@ from pathlib import Path
 
 from xpipe.capture.host import find_kernel
 from xpipe.capture.initramfs import busybox_data_disk, busybox_initramfs
-from xpipe.capture.rootfs import SUITE, debian_image
-
-#: The disk each guest kind reads, by its name under `disks` in the manifest.
-DISK_NAMES = {"debian": SUITE, "busybox": "busybox-data"}
+from xpipe.capture.rootfs import debian_image
+from xpipe.capture.spec import DISK_NAMES
 
 #: Common kernel options: serial console, free pages read as zeros, reboot -> exit on panic.
 BASE_APPEND = "console=ttyS0 init_on_free=1 panic=1"

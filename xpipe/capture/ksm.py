@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xpipe.capture.bundle import dump_hashes
+from xpipe.capture.capture import dump_hashes
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.guest import Guest, GuestConfig
 from xpipe.capture.host import make_scratch

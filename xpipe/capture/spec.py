@@ -9,6 +9,8 @@ from xpipe.capture.errors import CaptureError
 from xpipe.capture.workloads import BUSYBOX_WORKLOADS, DEBIAN_WORKLOADS
 
 GUEST_KINDS = ("debian", "busybox")
+#: The disk each guest kind reads, by its name under `disks` in the manifest (debian: rootfs.SUITE).
+DISK_NAMES = {"debian": "bookworm", "busybox": "busybox-data"}
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 

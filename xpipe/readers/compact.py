@@ -1,4 +1,7 @@
-"""xpipe's compact files: one little-endian u64 per page frame or disk block."""
+"""Reading xpipe's compact files: one little-endian u64 per page frame or disk block.
+
+xpipe.bundle writes them.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +36,12 @@ def read_u64(path: str | Path) -> np.ndarray:
     return np.frombuffer(data, dtype="<u8").astype(np.uint64)
 
 
+def read_page_hashes(path: Path, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """xpipe's compact page-hash file: one u64 per frame, frame 0 first (nothing to hash)."""
+    h = read_u64(path)
+    return np.arange(len(h), dtype=np.int64), h
+
+
 def align_kpageflags(gfn: np.ndarray, kpageflags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(flags, known) of each frame in ``gfn`` from a /proc/kpageflags copy (one u64 per frame).
 
@@ -46,20 +55,3 @@ def align_kpageflags(gfn: np.ndarray, kpageflags: np.ndarray) -> tuple[np.ndarra
     flags = kpageflags[np.minimum(gfn, len(kpageflags) - 1)].astype(np.uint64, copy=False)
     flags[~known] = 0
     return flags, known
-
-
-def u64_bytes(values: np.ndarray) -> bytes:
-    """Little-endian u64 words: the layout of every compact file."""
-    return np.ascontiguousarray(values, dtype="<u8").tobytes()
-
-
-def write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data``, gzipped when the name ends in ``.gz`` (with a fixed mtime, so reruns are byte-equal)."""
-    path = Path(path)
-    if path.suffix == ".gz":
-        data = gzip.compress(data, compresslevel=6, mtime=0)
-    path.write_bytes(data)
-
-
-def write_u64(path: str | Path, values: np.ndarray) -> None:
-    write_bytes(path, u64_bytes(values))

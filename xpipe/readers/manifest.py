@@ -8,12 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from xpipe.bundle import FORMAT, PAGE_SIZE, SNAPSHOT_KINDS
 from xpipe.errors import InputError
-from xpipe.readers import SNAPSHOT_READERS
 
-FORMAT = "xpipe-capture/1"
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-SNAPSHOT_KINDS = tuple(SNAPSHOT_READERS)  # the keys a snapshot may name its file by
 
 
 @dataclass(frozen=True)
@@ -104,8 +102,8 @@ def load_manifest(path: str | Path) -> Manifest:
         r.fail(None, "expected a YAML mapping with keys format, domains")
     if raw.get("format") != FORMAT:
         r.fail("format", f"expected '{FORMAT}', got {raw.get('format')!r}")
-    if raw.get("page_size", 4096) != 4096:
-        r.fail("page_size", "only 4096-byte pages are supported")
+    if raw.get("page_size", PAGE_SIZE) != PAGE_SIZE:
+        r.fail("page_size", f"only {PAGE_SIZE}-byte pages are supported")
     disks = {}
     for name, d in (r.get(raw, "disks", "", dict, required=False, default={})).items():
         where = f"disks.{name}"

@@ -1,11 +1,14 @@
-"""The report's figures: one function each, from the rows of its SQL query.
+"""The report's figures: one function each, from the rows of its query
+(workflow/sql/figures/NAME.sql), with its caption in workflow/report/figures/NAME.rst.
 
-Every figure is titled, has units on its axes, and says SYNTHETIC DATA in its
-title when any row it shows came from a synthetic capture.
+Every figure is titled, has units on its axes, says SYNTHETIC DATA in its title
+when any row it shows came from a synthetic capture, and draws each policy in
+its registry colour (its runs in shades of it), in the registry's order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -13,15 +16,28 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from xpipe.hashing import PAGES_PER_MIB  # noqa: E402
-from xpipe.report import FIGURE_NAMES  # noqa: E402
+from xpipe.pagetypes import PAGE_TYPES  # noqa: E402
+from xpipe.sim.area import EVICTIONS  # noqa: E402
+from xpipe.sim.policies import REGISTRY  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 
-POLICY_ORDER = ["none", "zero", "scan", "dsa", "oracle"]
+#: name -> (draw function, what the figure needs when its query returns no rows)
+FIGURES: dict[str, tuple[Callable[[pd.DataFrame, Path], None], str]] = {}
+#: page types in one colour each, in every figure
+TYPE_COLOURS = dict(zip(PAGE_TYPES, sns.color_palette("tab10", len(PAGE_TYPES))))
+
+
+def figure(needs: str):
+    def register(fn):
+        FIGURES[fn.__name__] = (fn, needs)
+        return fn
+
+    return register
 
 
 def _title(text: str, df: pd.DataFrame) -> str:
@@ -31,153 +47,216 @@ def _title(text: str, df: pd.DataFrame) -> str:
 def _save(fig, out_png: str | Path) -> None:
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120, bbox_inches="tight")
+    fig.savefig(out_png, dpi=110, bbox_inches="tight")
     fig.savefig(out_png.with_suffix(".svg"), bbox_inches="tight")
     plt.close(fig)
 
 
-def _run_label(row) -> str:
-    if row["policy"] == "scan":
-        return f"scan {row['scan_pages_per_s']}/s"
-    if row["policy"] == "dsa":
-        zero = " + zero page" if row["admit_zero"] else ""
-        return f"dsa {row['eviction'].upper()} {row['area_pages'] // PAGES_PER_MIB} MiB{zero}"
-    return row["policy"]
+def _shades(colour: str, n: int) -> list:
+    """n shades of one colour, light to dark; the colour itself when n is 1."""
+    if n == 1:
+        return [colour]
+    return sns.blend_palette([sns.set_hls_values(colour, l=0.75), colour, sns.set_hls_values(colour, l=0.25)],
+                             n)
 
 
-def savings(df: pd.DataFrame, out: str | Path) -> None:
-    df = df.assign(label=df.apply(_run_label, axis=1))
-    order = sorted(df["label"].unique(), key=lambda s: (POLICY_ORDER.index(s.split()[0]), s))
-    fig, ax = plt.subplots(figsize=(10, 5))
-    sns.barplot(df, x="mix", y="savings_pct", hue="label", hue_order=order, ax=ax)
+def runs_in_order(df: pd.DataFrame) -> tuple[list[str], dict[str, tuple]]:
+    """The runs' labels in display order (run_order: registry, then numbers as numbers),
+    and each label's colour: its policy's, in shades when the policy has several runs."""
+    runs = df.drop_duplicates("label").sort_values("run_order")
+    order = list(runs["label"])
+    colours = {}
+    for policy, part in runs.groupby("policy", sort=False):
+        colours.update(zip(part["label"], _shades(REGISTRY[policy].colour, len(part))))
+    return order, colours
+
+
+def _mixes(df: pd.DataFrame, col: str = "mix") -> list[str]:
+    return list(dict.fromkeys(df[col]))
+
+
+def _legend_right(ax, title: str) -> None:
+    ax.legend(title=title, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+
+
+@figure(needs="runs at every snapshot")
+def savings(df: pd.DataFrame, out: Path) -> None:
+    order, colours = runs_in_order(df)
+    mixes = _mixes(df)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(mixes) * max(1, len(order)) / 3), 4.5))
+    sns.barplot(df, x="mix", y="savings_pct", hue="label", hue_order=order, palette=colours, order=mixes, ax=ax)
     ax.set(xlabel="mix of domains", ylabel="memory saved vs no sharing (%)",
-           title=_title("Memory savings per policy (mean footprint over snapshots)", df))
-    ax.legend(title="policy", bbox_to_anchor=(1.01, 1), loc="upper left")
+           title=_title("Memory saved per policy (mean footprint over snapshots)", df))
+    _legend_right(ax, "policy")
     _save(fig, out)
 
 
-def footprint_time(df: pd.DataFrame, out: str | Path) -> None:
-    df = df.sort_values("policy", key=lambda s: s.map(POLICY_ORDER.index))
-    g = sns.relplot(df, x="time_s", y="footprint_mib", hue="run", style="run", col="mix", kind="line",
-                    markers=True, dashes=True, col_wrap=min(4, df["mix"].nunique()), height=3.5,
-                    facet_kws={"sharey": False})
-    sns.move_legend(g, "upper left", bbox_to_anchor=(1.0, 0.9))
-    g.set_axis_labels("guest time (s)", "host footprint (MiB)")
-    g.set_titles("mix: {col_name}")
-    g.legend.set_title("policy (lines that coincide overlap)")
-    g.figure.suptitle(_title("Host memory footprint over time", df), y=1.05)
-    _save(g.figure, out)
+@figure(needs="runs at every snapshot")
+def footprint_time(df: pd.DataFrame, out: Path) -> None:
+    order, colours = runs_in_order(df)
+    mixes = _mixes(df)
+    cols = min(3, len(mixes))
+    rows = -(-len(mixes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False, sharex=True)
+    for ax, mix in zip(axes.flat, mixes):
+        sns.lineplot(df[df["mix"] == mix], x="time_s", y="footprint_mib", hue="label", hue_order=order,
+                     palette=colours, marker="o", ax=ax, legend=ax is axes.flat[0])
+        ax.set(title=f"mix: {mix}", xlabel="guest time (s)", ylabel="host footprint (MiB)")
+    for ax in list(axes.flat)[len(mixes):]:
+        ax.axis("off")
+    axes.flat[0].legend_.remove()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="policy (lines that coincide overlap)", fontsize="small",
+               loc="upper left", bbox_to_anchor=(1.0, 0.95))
+    fig.suptitle(_title("Host memory footprint over time", df))
+    fig.tight_layout()
+    _save(fig, out)
 
 
-def area_size(df: pd.DataFrame, out: str | Path) -> None:
-    df = df.assign(area=df["area_mib"], eviction=df["eviction"].str.upper(),
+@figure(needs="dsa runs")
+def area_size(df: pd.DataFrame, out: Path) -> None:
+    rules = [e for e in EVICTIONS if e in set(df["eviction"])]
+    colours = dict(zip((e.upper() for e in rules), _shades(REGISTRY["dsa"].colour, len(rules))))
+    df = df.assign(rule=df["eviction"].str.upper(),
                    zero=df["admit_zero"].map({True: "admitted", False: "not admitted"}))
-    mixes = list(df["mix"].unique())
-    fig, axes = plt.subplots(2, len(mixes), figsize=(5 * len(mixes), 8), squeeze=False)
-    fig.subplots_adjust(wspace=0.35, hspace=0.3)
-    style = dict(hue="eviction", style="zero", markers=True, hue_order=["LRU", "LFU", "FIFO"],
+    mixes = _mixes(df)
+    fig, axes = plt.subplots(2, len(mixes), figsize=(4.6 * len(mixes), 7.5), squeeze=False)
+    style = dict(hue="rule", style="zero", markers=True, hue_order=list(colours), palette=colours,
                  style_order=["not admitted", "admitted"])
     for j, mix in enumerate(mixes):
         d = df[df["mix"] == mix]
-        ax = axes[0][j]
-        sns.lineplot(d, x="area", y="io_reduction_pct", ax=ax, legend=j == 0, **style)
-        ax.axhline(d["io_ideal_pct"].iloc[0], ls="--", color="grey", label="ideal (any earlier read)")
-        ax.set(xscale="log", title=mix, xlabel="sharing area (MiB)",
-               ylabel="reads avoided = area hit ratio (%)")
-        ax = axes[1][j]
-        sns.lineplot(d, x="area", y="savings_pct", ax=ax, legend=False, **style)
-        ax.axhline(d["oracle_savings_pct"].iloc[0], ls="--", color="grey")
-        ax.set(xscale="log", xlabel="sharing area (MiB)", ylabel="memory saved vs no sharing (%)")
-    axes[0][0].legend(title="grey dashed: ideal / oracle", fontsize="small", loc="upper left",
-                      bbox_to_anchor=(0, -1.6), ncol=4)
-    fig.suptitle(_title("Designated sharing area: I/O and memory against area size "
-                        "(eviction rule; zero page admitted or not)", df))
+        top, bottom = axes[0][j], axes[1][j]
+        sns.lineplot(d, x="area_mib", y="io_reduction_pct", ax=top, legend=j == len(mixes) - 1, **style)
+        top.axhline(d["io_ideal_pct"].iloc[0], ls="--", color="grey")
+        top.set(xscale="log", title=mix, xlabel="sharing area (MiB)", ylabel="reads avoided = hit ratio (%)")
+        sns.lineplot(d, x="area_mib", y="savings_pct", ax=bottom, legend=False, **style)
+        bottom.axhline(d["oracle_savings_pct"].iloc[0], ls="--", color=REGISTRY["oracle"].colour)
+        bottom.set(xscale="log", xlabel="sharing area (MiB)", ylabel="memory saved vs no sharing (%)")
+        for ax in (top, bottom):
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    _legend_right(axes[0][-1], "eviction / zero page\n(dashed: ideal, oracle)")
+    fig.suptitle(_title("Designated sharing area: I/O and memory against its size", df))
+    fig.tight_layout()
     _save(fig, out)
 
 
-def page_types(df: pd.DataFrame, out: str | Path) -> None:
-    df = df.assign(bar=df["mix"] + "\n" + df.apply(_run_label, axis=1))
-    pivot = df.pivot_table(index=["bar", "scope"], columns="page_type", values="saved_mib",
-                           aggfunc="sum", fill_value=0, observed=True)
-    scopes = ["inter", "intra"]
+@figure(needs="runs that share pages")
+def page_types(df: pd.DataFrame, out: Path) -> None:
+    order, _ = runs_in_order(df)
+    df = df.assign(bar=df["mix"] + ": " + df["label"],
+                   rank=df["mix"].map({m: i for i, m in enumerate(_mixes(df))}) * 1000 + df["run_order"])
+    bars = list(df.drop_duplicates("bar").sort_values("rank")["bar"])
+    types = [t for t in PAGE_TYPES if t in set(df["page_type"])]
     # own y scales: intra-domain sharing is often two orders of magnitude smaller
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
-    colors = dict(zip(sorted(df["page_type"].unique()), sns.color_palette("tab10")))
-    for ax, scope in zip(axes, scopes):
-        part = pivot.xs(scope, level="scope") if scope in pivot.index.get_level_values("scope") else None
-        if part is None or part.empty:
-            ax.set_title(f"{scope}-domain sharing: no pages saved")
-            ax.set(xlabel="mix / policy", ylabel="pages saved (MiB)")
-            continue
-        part.plot(kind="bar", stacked=True, ax=ax, color=[colors[c] for c in part.columns], rot=45)
-        ax.set_xticks(ax.get_xticks(), ax.get_xticklabels(), ha="right", rotation_mode="anchor")
-        ax.set(title=f"{scope}-domain sharing", xlabel="mix / policy", ylabel="pages saved (MiB)")
-        ax.legend(title="page type", fontsize="small")
-    fig.suptitle(_title("What gets shared: pages saved by type (mean over snapshots)", df))
+    fig, axes = plt.subplots(1, 2, figsize=(max(12.0, 0.5 * len(bars) * 2), 5.5))
+    for ax, scope in zip(axes, ("inter", "intra")):
+        part = (df[df["scope"] == scope].pivot_table(index="bar", columns="page_type", values="saved_mib",
+                                                     aggfunc="sum", fill_value=0, observed=True)
+                .reindex(index=bars, columns=types, fill_value=0))
+        part.plot(kind="bar", stacked=True, ax=ax, color=[TYPE_COLOURS[t] for t in types], rot=45, legend=False)
+        ax.set_xticks(ax.get_xticks(), ax.get_xticklabels(), ha="right", rotation_mode="anchor", fontsize="small")
+        ax.set(title=f"{scope}-domain sharing", xlabel="mix: policy", ylabel="memory saved (MiB)")
+    axes[1].legend(title="page type", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle(_title("What gets shared: memory saved by page type (mean over snapshots)", df))
     _save(fig, out)
 
 
-def domains_per_host(df: pd.DataFrame, out: str | Path) -> None:
-    mixes = list(df["mix"].unique())
-    fig, axes = plt.subplots(1, len(mixes), figsize=(5.5 * len(mixes), 4.5), squeeze=False)
-    fig.subplots_adjust(wspace=0.3)
+@figure(needs="domains_per_host: true")
+def domains_per_host(df: pd.DataFrame, out: Path) -> None:
+    order, colours = runs_in_order(df)
+    mixes = _mixes(df)
+    fig, axes = plt.subplots(1, len(mixes), figsize=(4.6 * len(mixes), 4.2), squeeze=False)
     for ax, mix in zip(axes[0], mixes):
         d = df[df["mix"] == mix]
         one_host = d[d["host_mib"] == d["host_mib"].min()]
-        sns.lineplot(one_host, x="domains", y="peak_mib", hue="run", style="run", markers=True, ax=ax)
+        sns.lineplot(one_host, x="domains", y="peak_mib", hue="label", hue_order=order, palette=colours,
+                     marker="o", ax=ax, legend=ax is axes[0][-1])
         for h in sorted(d["host_mib"].unique()):
             ax.axhline(h, ls=":", color="grey")
-            ax.annotate(f"host {int(h)} MiB", (1, h), textcoords="offset points", xytext=(2, -12),
-                        fontsize="small")
-        fit = d[d["host_mib"] == d["host_mib"].min()].groupby("run")["domains_per_host"].first()
-        for run, k in fit.items():
-            row = one_host[(one_host["run"] == run) & (one_host["domains"] == k)]
+            ax.annotate(f"host {int(h)} MiB", (1, h), textcoords="offset points", xytext=(2, 3), fontsize="small")
+        for label, k in one_host.groupby("label")["domains_per_host"].first().items():
+            row = one_host[(one_host["label"] == label) & (one_host["domains"] == k)]
             if len(row):
-                ax.plot(k, row["peak_mib"].iloc[0], marker="*", ms=14, color="black")
+                ax.plot(k, row["peak_mib"].iloc[0], marker="*", ms=13, color=colours[label], mec="black")
         ax.set(title=mix, xlabel="domains on the host (mix order)", ylabel="peak host footprint (MiB)")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.legend(title="policy (star: domains per host)", fontsize="small",
-                  loc="upper left", bbox_to_anchor=(0, -0.18), ncol=2)
-    fig.suptitle(_title("Footprint against the number of domains", df), y=1.08)
+    _legend_right(axes[0][-1], "policy (star: domains that fit\nthe smallest host)")
+    fig.suptitle(_title("Peak footprint against the number of domains", df))
+    fig.tight_layout()
     _save(fig, out)
 
 
-def snapshot_interval(df: pd.DataFrame, out: str | Path) -> None:
-    mixes = list(df["mix"].unique())
-    fig, axes = plt.subplots(2, len(mixes), figsize=(5 * len(mixes), 7), squeeze=False)
-    fig.subplots_adjust(wspace=0.3, hspace=0.3)
+@figure(needs="more than one snapshot_every")
+def snapshot_interval(df: pd.DataFrame, out: Path) -> None:
+    order, colours = runs_in_order(df)
+    mixes = _mixes(df)
+    fig, axes = plt.subplots(2, len(mixes), figsize=(5.2 * len(mixes), 7), squeeze=False)
     for j, mix in enumerate(mixes):
         d = df[df["mix"] == mix]
-        sns.lineplot(d, x="snapshot_every", y="savings_pct", hue="base_run", style="base_run",
-                     markers=True, ax=axes[0][j], legend=j == len(mixes) - 1)
-        axes[0][j].set(title=mix, xlabel="", ylabel="memory saved vs no sharing (%)")
-        sns.lineplot(d, x="snapshot_every", y="cow_breaks", hue="base_run", style="base_run",
-                     markers=True, ax=axes[1][j], legend=False)
-        axes[1][j].set(xlabel="snapshots replayed: every k-th", ylabel="COW breaks (count)")
-        for ax in (axes[0][j], axes[1][j]):
-            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    if len(mixes):
-        axes[0][-1].legend(title="run", fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
-    fig.suptitle(_title("How results move with the snapshot interval", df))
+        for ax, y, ylabel in ((axes[0][j], "savings_pct", "memory saved vs no sharing (%)"),
+                              (axes[1][j], "cow_breaks", "COW breaks (count)")):
+            sns.lineplot(d, x="snapshot_interval_s", y=y, hue="label", hue_order=order, palette=colours,
+                         marker="o", ax=ax, legend=ax is axes[0][-1])
+            ax.set(xlabel="snapshot interval (s)", ylabel=ylabel)
+        axes[0][j].set_title(mix)
+    _legend_right(axes[0][-1], "policy")
+    fig.suptitle(_title("How results move with the snapshot interval (same first and last snapshot)", df))
+    fig.tight_layout()
     _save(fig, out)
 
 
-def no_data(name: str, out: str | Path) -> None:
-    """A figure that says why it is empty (e.g. the sweep ran no dsa, or capacity: false)."""
-    fig, ax = plt.subplots(figsize=(6, 2))
+@figure(needs="scan runs")
+def scan_rate(df: pd.DataFrame, out: Path) -> None:
+    scan = df[df["policy"] == "scan"]
+    refs = df[df["policy"] != "scan"]
+    _, colours = runs_in_order(refs) if len(refs) else ([], {})
+    mixes = _mixes(df)
+    fig, axes = plt.subplots(1, len(mixes), figsize=(4.6 * len(mixes), 4.2), squeeze=False)
+    starts = list(dict.fromkeys(scan["scan_start"]))
+    for ax, mix in zip(axes[0], mixes):
+        sns.lineplot(scan[scan["mix"] == mix], x="scan_pages_per_s", y="savings_pct", style="scan_start",
+                     style_order=starts, color=REGISTRY["scan"].colour, markers=True, ax=ax,
+                     legend=ax is axes[0][-1])
+        for _, r in refs[refs["mix"] == mix].sort_values("run_order").iterrows():
+            ax.axhline(r["savings_pct"], ls="--", color=colours[r["label"]], label=r["label"])
+        ax.set(xscale="log", title=mix, xlabel="scan rate (pages/s)", ylabel="memory saved vs no sharing (%)")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    _legend_right(axes[0][-1], "scan starts at (dashed: other policies)")
+    fig.suptitle(_title("Scanning: memory saved against the scan rate", df))
+    fig.tight_layout()
+    _save(fig, out)
+
+
+@figure(needs="per-page tables")
+def sharing_matrix(df: pd.DataFrame, out: Path) -> None:
+    captures = _mixes(df, "capture")
+    fig, axes = plt.subplots(1, len(captures), squeeze=False,
+                             figsize=(max(5.0, 0.8 * df["domain_a"].nunique() + 2) * len(captures), 5))
+    for ax, capture in zip(axes[0], captures):
+        d = df[df["capture"] == capture]
+        doms = sorted(set(d["domain_a"]) | set(d["domain_b"]))
+        m = d.pivot(index="domain_a", columns="domain_b", values="shared_mib").reindex(index=doms, columns=doms)
+        sns.heatmap(m, annot=True, fmt=".1f", cmap="Greens", ax=ax, cbar_kws={"label": "shared (MiB)"},
+                    annot_kws={"fontsize": "small"})
+        ax.set(title=f"capture: {capture}", xlabel="domain", ylabel="domain")
+    fig.suptitle(_title("Memory each pair of domains holds in common (mean over snapshots; zero and free "
+                        "pages left out)", df))
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def no_data(name: str, needs: str, out: str | Path) -> None:
+    """A figure that says why it is empty."""
+    fig, ax = plt.subplots(figsize=(6, 1.6))
     ax.axis("off")
-    ax.text(0.5, 0.5, f"{name}: no rows in this sweep\n(its policies or capacity were not run)",
-            ha="center", va="center")
+    ax.text(0.5, 0.5, f"{name}: nothing to draw in this experiment\n(it needs {needs})", ha="center",
+            va="center")
     _save(fig, out)
-
-
-FIGURES = {f.__name__: f for f in (savings, footprint_time, area_size, page_types, domains_per_host,
-                                   snapshot_interval)}
-assert tuple(FIGURES) == FIGURE_NAMES, "xpipe.report.FIGURE_NAMES and the figure functions differ"
 
 
 def draw(name: str, rows: pd.DataFrame, out: str | Path) -> None:
+    fn, needs = FIGURES[name]
     if rows.empty:
-        no_data(name, out)
+        no_data(name, needs, out)
     else:
-        FIGURES[name](rows, out)
+        fn(rows, Path(out))

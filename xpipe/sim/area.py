@@ -4,7 +4,7 @@ slots holding one copy of each content, with an eviction rule.
 Contents are dense integer ids (0..n-1), not hashes: the replay maps every
 hash it will ever look up to an id once (a sort), so the hot loop indexes flat
 arrays instead of probing a hash table. The loop is compiled with numba; all
-three rules share one structure, frequency buckets of doubly linked lists:
+the rules share one structure, frequency buckets of doubly linked lists:
 
 - LRU: every entry stays in bucket 1; a hit moves it to the bucket's tail.
 - FIFO: as LRU, but a hit does not move it.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-EVICTIONS = ("lru", "lfu", "fifo")
 _NIL = -1
 
 
@@ -198,6 +197,23 @@ def group_ids(keys: np.ndarray) -> tuple[np.ndarray, int]:
     return ids, len(uniq)
 
 
+def _lru(a: SharingArea, ids: np.ndarray, hits: np.ndarray) -> None:
+    _access_recency(ids, a.capacity, True, a.in_area, a._link, a._head, a._tail, a._meta, hits)
+
+
+def _fifo(a: SharingArea, ids: np.ndarray, hits: np.ndarray) -> None:
+    _access_recency(ids, a.capacity, False, a.in_area, a._link, a._head, a._tail, a._meta, hits)
+
+
+def _lfu(a: SharingArea, ids: np.ndarray, hits: np.ndarray) -> None:
+    _access_lfu(ids, a.capacity, a.in_area, a._link, a._freq, a._head, a._tail, a._meta, hits)
+
+
+#: The eviction rules by name, in display order: a new rule is a loop above and
+#: its entry here (the dsa policy, the config and the figures take them from here).
+EVICTIONS = {"lru": _lru, "lfu": _lfu, "fifo": _fifo}
+
+
 class SharingArea:
     """A content-addressed area of ``capacity`` page slots over ids 0..n_ids-1.
 
@@ -206,7 +222,7 @@ class SharingArea:
 
     def __init__(self, capacity: int, eviction: str, n_ids: int, max_accesses: int):
         if eviction not in EVICTIONS:
-            raise ValueError(f"eviction must be one of {EVICTIONS}, got {eviction!r}")
+            raise ValueError(f"eviction must be one of {tuple(EVICTIONS)}, got {eviction!r}")
         if capacity < 0:
             raise ValueError(f"capacity must be >= 0 pages, got {capacity}")
         self.capacity = int(capacity)
@@ -217,7 +233,7 @@ class SharingArea:
         # than two separate int64 arrays on a million ids).
         self._link = np.full((n_ids, 2), _NIL, dtype=np.int32 if n_ids < 2**31 else np.int64)
         self._freq = np.zeros(n_ids, dtype=np.int64)
-        buckets = max_accesses + 2 if eviction == "lfu" else 2
+        buckets = max_accesses + 2 if eviction == "lfu" else 2  # LFU: one list per count
         self._head = np.full(buckets, _NIL, dtype=np.int64)
         self._tail = np.full(buckets, _NIL, dtype=np.int64)
         self._meta = np.array([0, 1], dtype=np.int64)
@@ -231,10 +247,5 @@ class SharingArea:
         """Look up ``ids`` in order; returns a bool array, True where it was a hit."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         hits = np.empty(len(ids), dtype=np.bool_)
-        if self.eviction == "lfu":
-            _access_lfu(ids, self.capacity, self.in_area, self._link,
-                        self._freq, self._head, self._tail, self._meta, hits)
-        else:
-            _access_recency(ids, self.capacity, self.eviction == "lru", self.in_area, self._link,
-                            self._head, self._tail, self._meta, hits)
+        EVICTIONS[self.eviction](self, ids, hits)
         return hits

@@ -1,19 +1,18 @@
-"""Metrics over replay output: plain functions from timelines to numbers
-(and domains-per-host, which replays every prefix of a mix)."""
+"""Metrics over replay output: plain functions from timelines to numbers."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import polars as pl
 
 from xpipe.hashing import PAGES_PER_MIB
-from xpipe.schemas import CAPACITY, SUMMARY
-from xpipe.sim.replay import DomainTrace, RunSpec, replay
 
 
 def per_time(timeline: pl.DataFrame) -> pl.DataFrame:
-    """Host totals per time: footprint (mapped), with the whole area, and without sharing."""
+    """Host totals per time: footprint (mapped), with the whole area, and without sharing.
+
+    The footprint formula is defined here and, for queries, as the ``per_time``
+    view of the results database (xpipe.report.db), which a test holds equal to this.
+    """
     return (
         timeline.group_by("time_s")
         .agg(
@@ -36,38 +35,30 @@ def peak_footprint(timeline: pl.DataFrame) -> int:
     return int(per_time(timeline)["footprint"].max() or 0)
 
 
-def capacity(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "",
-             whole: pl.DataFrame | None = None) -> list[tuple[int, int]]:
-    """(k, peak footprint of the mix's first k domains) for k = 1..len(domains).
+def domains_per_host(prefix_peaks: list[tuple[int, int]], host_mib: int) -> int:
+    """How many of the mix's domains, added in mix order, fit before the first that does not.
 
-    ``whole``: the timeline of the whole mix under ``spec`` when the caller has
-    replayed it already, so the last prefix is not replayed again.
+    ``prefix_peaks``: (k, peak footprint of the first k domains) for k = 1, 2, ...
     """
-    n = len(domains)
-    return [(k, peak_footprint(whole if k == n and whole is not None else
-                               replay(domains[:k], spec, mix, with_types=False).timeline))
-            for k in range(1, n + 1)]
-
-
-def domains_per_host(capacity: pl.DataFrame, host_pages: int) -> int:
-    """How many of the mix's domains, added in mix order, fit before the first that does not."""
     fits = 0
-    for row in capacity.sort("domains").iter_rows(named=True):
-        if row["peak_footprint"] > host_pages:
+    for k, peak in sorted(prefix_peaks):
+        if peak > host_mib * PAGES_PER_MIB:
             break
-        fits = row["domains"]
+        fits = k
     return fits
 
 
-def capacity_table(mix: str, run: str, prefixes: list[tuple[int, int]], host_mib: list[int]) -> pl.DataFrame:
-    rows = [(mix, run, k, fp, h * PAGES_PER_MIB, fp <= h * PAGES_PER_MIB)
-            for h in host_mib for k, fp in prefixes]
-    return pl.DataFrame(rows, schema=CAPACITY.schema, orient="row")
+def prefix_table(prefix_peaks: list[tuple[int, int]], host_mib: list[int]) -> pl.DataFrame:
+    """The prefixes table's own columns: every prefix against every host size."""
+    rows = [(k, peak, h, peak <= h * PAGES_PER_MIB) for h in host_mib for k, peak in prefix_peaks]
+    return pl.DataFrame(rows, schema={"domains": pl.Int64, "peak_footprint": pl.Int64, "host_mib": pl.Int64,
+                                      "fits": pl.Boolean}, orient="row")
 
 
-def summarise(timeline: pl.DataFrame, oracle_timeline: pl.DataFrame, capacity: pl.DataFrame | None,
-              spec: RunSpec, mix: str, synthetic: bool, host_mib: list[int]) -> pl.DataFrame:
-    """One row per configured host size: the run's footprints, savings, I/O and COW figures."""
+def summarise(timeline: pl.DataFrame, oracle_timeline: pl.DataFrame, prefix_peaks: list[tuple[int, int]] | None,
+              saves_io: bool, synthetic: bool, host_mib: list[int]) -> pl.DataFrame:
+    """The summary's own columns, one row per configured host size: the run's
+    footprints, savings, I/O and COW figures."""
     t = per_time(timeline)
     # the oracle at the run's own times (a run may replay every k-th snapshot only)
     o = per_time(oracle_timeline).filter(pl.col("time_s").is_in(t["time_s"].implode()))
@@ -79,15 +70,12 @@ def summarise(timeline: pl.DataFrame, oracle_timeline: pl.DataFrame, capacity: p
     reads = issued + avoided
     io_reduction = avoided / reads if reads else 0.0
     ideal = int(oracle_timeline["reads_avoided"].sum())
+    times = t["time_s"].to_numpy()
+    interval = float(times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0
     rows = []
     for h in host_mib:
-        dph = domains_per_host(capacity.filter(pl.col("host_pages") == h * PAGES_PER_MIB), h * PAGES_PER_MIB) \
-            if capacity is not None else None
         rows.append({
-            "mix": mix, "run": spec.run_id, "policy": spec.policy, "eviction": spec.eviction,
-            "area_pages": spec.area_pages, "admit_zero": spec.admit_zero,
-            "scan_pages_per_s": spec.scan_pages_per_s, "snapshot_every": spec.snapshot_every,
-            "domains": timeline["domain"].n_unique(),
+            "domains": timeline["domain"].n_unique(), "snapshots": len(times), "snapshot_interval_s": interval,
             "synthetic": synthetic,
             "peak_footprint": int(t["footprint"].max()), "mean_footprint": mean_fp,
             "peak_footprint_reserved": int(t["footprint_reserved"].max()),
@@ -99,7 +87,8 @@ def summarise(timeline: pl.DataFrame, oracle_timeline: pl.DataFrame, capacity: p
             "io_reduction": io_reduction,
             "io_reduction_ideal": ideal / reads if reads else 0.0,
             "cow_breaks": int(timeline["cow_breaks"].sum()),
-            "area_hit_ratio": io_reduction if spec.policy == "dsa" else 0.0,  # every lookup is a read
-            "host_mib": h, "domains_per_host": dph,
+            "area_hit_ratio": io_reduction if saves_io else 0.0,  # every lookup is a read
+            "host_mib": h,
+            "domains_per_host": domains_per_host(prefix_peaks, h) if prefix_peaks is not None else None,
         })
-    return pl.DataFrame(rows, schema=SUMMARY.schema)
+    return pl.DataFrame(rows)

@@ -16,7 +16,6 @@ its largest single time, not by its number of snapshots.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,9 +23,10 @@ import numpy as np
 import polars as pl
 
 from xpipe.hashing import ZERO_HASH
-from xpipe.schemas import PAGE_TYPES, TIMELINE, TYPES
-from xpipe.sim import policies as P
-from xpipe.sim.area import EVICTIONS, dense_ids, group_ids
+from xpipe.pagetypes import PAGE_TYPES
+from xpipe.sim import policy as P
+from xpipe.sim.area import dense_ids, group_ids
+from xpipe.sim.runs import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -44,73 +44,20 @@ class DomainTrace:
     read_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
 
 
-_RUN = re.compile(r"^(?:(none|zero|oracle)|scan-r(\d+)|dsa-(lru|lfu|fifo)-a(\d+)(-z)?)(?:-e(\d+))?$")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One policy with its parameters; ``run_id`` names it in paths and tables."""
-
-    policy: str
-    eviction: str = ""
-    area_pages: int = 0
-    admit_zero: bool = False
-    scan_pages_per_s: int = 0
-    #: replay every k-th snapshot time only: how results move with the snapshot interval
-    snapshot_every: int = 1
-
-    def __post_init__(self):
-        if self.policy not in P.POLICIES:
-            raise ValueError(f"policy must be one of {P.POLICIES}, got {self.policy!r}")
-        if self.policy == "dsa" and self.eviction not in EVICTIONS:
-            raise ValueError(f"dsa eviction must be one of {EVICTIONS}, got {self.eviction!r}")
-        if self.policy == "scan" and self.scan_pages_per_s <= 0:
-            raise ValueError(f"scan needs scan_pages_per_s > 0, got {self.scan_pages_per_s}")
-        if self.snapshot_every < 1:
-            raise ValueError(f"snapshot_every must be >= 1, got {self.snapshot_every}")
-
-    @property
-    def run_id(self) -> str:
-        every = f"-e{self.snapshot_every}" if self.snapshot_every > 1 else ""
-        if self.policy == "scan":
-            return f"scan-r{self.scan_pages_per_s}{every}"
-        if self.policy == "dsa":
-            return f"dsa-{self.eviction}-a{self.area_pages}" + ("-z" if self.admit_zero else "") + every
-        return self.policy + every
-
-    @classmethod
-    def parse(cls, run_id: str) -> RunSpec:
-        m = _RUN.match(run_id)
-        if not m:
-            raise ValueError(
-                f"run id {run_id!r}: expected none, zero, oracle, scan-r<pages/s> "
-                "or dsa-<lru|lfu|fifo>-a<pages>[-z], then -e<k> to replay every k-th snapshot"
-            )
-        simple, rate, ev, area, z, every = m.groups()
-        every = int(every) if every else 1
-        if simple:
-            return cls(simple, snapshot_every=every)
-        if rate:
-            return cls("scan", scan_pages_per_s=int(rate), snapshot_every=every)
-        return cls("dsa", eviction=ev, area_pages=int(area), admit_zero=bool(z), snapshot_every=every)
-
-
-def _make_policy(spec: RunSpec, universe: np.ndarray, accesses: int) -> P.Policy:
-    if spec.policy == "none":
-        return P.NoSharing()
-    if spec.policy == "zero":
-        return P.ZeroPages()
-    if spec.policy == "oracle":
-        return P.Oracle(len(universe))
-    if spec.policy == "scan":
-        return P.Scanner(spec.scan_pages_per_s)
-    return P.DesignatedArea(spec.area_pages, spec.eviction, spec.admit_zero, universe, accesses)
+#: The replay's own columns of the timeline and types tables (xpipe.sim.tables
+#: puts the run's key in front of them).
+TIMELINE_COLUMNS = {
+    "time_s": pl.Float64, "domain": pl.String, "private_pages": pl.Int64, "shared_mapped": pl.Int64,
+    "area_used": pl.Int64, "area_mapped": pl.Int64, "area_reserved": pl.Int64, "reads_issued": pl.Int64,
+    "reads_avoided": pl.Int64, "cow_breaks": pl.Int64,
+}
+TYPES_COLUMNS = {"page_type": pl.String, "scope": pl.String, "pages_saved": pl.Float64}
 
 
 @dataclass
 class Replay:
-    timeline: pl.DataFrame  # schemas.TIMELINE
-    types: pl.DataFrame  # schemas.TYPES
+    timeline: pl.DataFrame  # TIMELINE_COLUMNS
+    types: pl.DataFrame  # TYPES_COLUMNS
 
 
 def _merged_reads(domains: Sequence[DomainTrace]):
@@ -128,19 +75,27 @@ def _feed_reads(policy: P.Policy, ids: np.ndarray, dom: np.ndarray, n_dom: int):
     return np.bincount(dom, minlength=n_dom), np.bincount(dom[avoided], minlength=n_dom)
 
 
-def replay(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "", with_types: bool = True) -> Replay:
+def replayed_times(times: np.ndarray, every: int) -> np.ndarray:
+    """Every k-th snapshot time from the first, and the last always: every interval
+    covers the same window, so only the sampling changes (a skipped snapshot is as
+    if never taken)."""
+    keep = np.zeros(len(times), dtype=bool)
+    keep[::every] = True
+    keep[-1:] = True
+    return times[keep]
+
+
+def replay(domains: Sequence[DomainTrace], spec: RunSpec, with_types: bool = True) -> Replay:
     """Replay ``domains`` (in mix order) under ``spec``; see the module docstring.
 
     ``with_types=False`` skips the shared-page-type accounting (its table is then empty).
     """
     n_dom = len(domains)
-    # every k-th time, the last always kept: a snapshot skipped is as if never taken
-    all_times = np.unique(np.concatenate([d.times for d in domains]))
-    times = all_times[::-1][:: spec.snapshot_every][::-1]
+    times = replayed_times(np.unique(np.concatenate([d.times for d in domains])), spec.snapshot_every)
     r_time, r_dom, r_hash = _merged_reads(domains)
     universe, r_ids = dense_ids(np.append(r_hash, ZERO_HASH))  # = np.unique(..., return_inverse=True)
     r_ids = r_ids[:-1].astype(np.int64, copy=False)
-    policy = _make_policy(spec, universe, len(r_ids) + len(times))
+    policy = spec.make_policy(P.ReplayContext(universe, len(r_ids) + len(times)))
 
     offsets = np.concatenate([[0], np.cumsum([d.frames for d in domains])]).astype(np.int64)
     n = int(offsets[-1])
@@ -200,20 +155,18 @@ def replay(domains: Sequence[DomainTrace], spec: RunSpec, mix: str = "", with_ty
         for i, d in enumerate(domains):
             if loaded[i] < 0 and dom_reads[i] == 0:
                 continue
-            rows.append((mix, spec.run_id, spec.policy, float(t), d.id,
+            rows.append((float(t), d.id,
                          int(per_dom_present[i] - per_dom_mapped[i]), int(per_dom_mapped[i]),
                          int(shared.used), area_mapped, int(shared.reserved),
                          int(dom_reads[i] - dom_avoided[i]), int(dom_avoided[i]), int(per_dom_cow[i])))
-    timeline = pl.DataFrame(rows, schema=TIMELINE.schema, orient="row")
+    timeline = pl.DataFrame(rows, schema=TIMELINE_COLUMNS, orient="row")
     type_scope /= len(times)
     types_df = pl.DataFrame(
         {
-            "mix": mix,
-            "run": spec.run_id,
             "page_type": [t for t in PAGE_TYPES for _ in (0, 1)],
             "scope": ["intra", "inter"] * len(PAGE_TYPES),
             "pages_saved": type_scope,
         },
-        schema=TYPES.schema,
+        schema=TYPES_COLUMNS,
     ).filter(pl.col("pages_saved") > 0)
     return Replay(timeline, types_df)

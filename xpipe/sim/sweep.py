@@ -1,42 +1,56 @@
-"""Replaying one mix under many runs: the oracle first, then every other run."""
+"""Replaying one mix under every run of a sweep: the oracle first (every summary
+is measured against it), then the others; one Parquet file per run table."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 import polars as pl
 
 from xpipe.io import write_parquet
-from xpipe.schemas import CAPACITY
-from xpipe.sim.metrics import capacity, capacity_table, summarise
-from xpipe.sim.replay import DomainTrace, RunSpec, replay
+from xpipe.sim.metrics import peak_footprint, prefix_table, summarise
+from xpipe.sim.replay import DomainTrace, replay
+from xpipe.sim.runs import RunSpec
+from xpipe.sim.tables import PREFIXES, SUMMARY, TIMELINE, TYPES, with_key
 
 log = logging.getLogger(__name__)
 
+ORACLE = RunSpec.make("oracle")
 
-def replay_sweep(domains: list[DomainTrace], mix: str, outputs: dict[str, dict[str, str]],
-                 with_capacity: bool, host_mib: list[int], synthetic: bool) -> None:
-    """Replay ``domains`` under every run in ``outputs`` (run id -> {timeline, types,
-    capacity, summary} paths) and write each run's four tables."""
-    runs = sorted(outputs, key=lambda r: r != "oracle")
-    if runs[0] != "oracle":
+
+def prefix_peaks(domains: Sequence[DomainTrace], spec: RunSpec, whole: pl.DataFrame) -> list[tuple[int, int]]:
+    """(k, peak footprint of the mix's first k domains) for k = 1..n: the replay of
+    every prefix (``whole``: the whole mix's timeline, already replayed)."""
+    n = len(domains)
+    return [(k, peak_footprint(whole if k == n else replay(domains[:k], spec, with_types=False).timeline))
+            for k in range(1, n + 1)]
+
+
+def replay_sweep(domains: list[DomainTrace], runs: Sequence[RunSpec], mix: str, capture: str,
+                 outputs: dict[str, str], with_prefixes: bool, host_mib: list[int], synthetic: bool) -> None:
+    """Replay ``domains`` under every run (in display order) and write the four run
+    tables (``outputs``: table name -> path), each holding every run."""
+    if ORACLE not in runs:
         raise ValueError("a sweep needs the oracle run: every summary is measured against it")
+    order = {spec: i for i, spec in enumerate(runs)}
+    parts: dict[str, list[pl.DataFrame]] = {t.name: [] for t in (TIMELINE, TYPES, PREFIXES, SUMMARY)}
     oracle_timeline = None
-    for n, run in enumerate(runs, 1):
+    for n, spec in enumerate(sorted(runs, key=lambda s: s != ORACLE), 1):
         started = time.perf_counter()
-        spec = RunSpec.parse(run)
-        result = replay(domains, spec, mix)
-        if run == "oracle":
+        result = replay(domains, spec)
+        if spec == ORACLE:
             oracle_timeline = result.timeline
-        cap = (capacity_table(mix, run, capacity(domains, spec, mix, result.timeline), host_mib) if with_capacity
-               else pl.DataFrame(schema=CAPACITY.schema))
-        summary = summarise(result.timeline, oracle_timeline, cap if with_capacity else None,
-                            spec, mix, synthetic, host_mib)
-        out = outputs[run]
-        write_parquet(result.timeline, out["timeline"])
-        write_parquet(result.types, out["types"])
-        write_parquet(cap, out["capacity"])
-        write_parquet(summary, out["summary"])
-        log.info("%s: run %d/%d %s replayed in %.1f s (savings %.1f%%)", mix, n, len(runs), run,
+        peaks = prefix_peaks(domains, spec, result.timeline) if with_prefixes else None
+        summary = summarise(result.timeline, oracle_timeline, peaks, spec.info.saves_io, synthetic, host_mib)
+        own = {TIMELINE: result.timeline, TYPES: result.types, SUMMARY: summary,
+               PREFIXES: prefix_table(peaks, host_mib) if peaks is not None else None}
+        for table, df in own.items():
+            if df is not None:
+                parts[table.name].append(with_key(df, table, spec, mix, capture, order[spec]))
+        log.info("%s: run %d/%d %s replayed in %.1f s (savings %.1f%%)", mix, n, len(runs), spec.run_id,
                  time.perf_counter() - started, 100 * summary["savings"][0])
+    for table in (TIMELINE, TYPES, PREFIXES, SUMMARY):
+        df = pl.concat(parts[table.name]) if parts[table.name] else pl.DataFrame(schema=table.schema)
+        write_parquet(df.sort("run_order", maintain_order=True), outputs[table.name])

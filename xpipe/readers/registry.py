@@ -1,0 +1,21 @@
+"""Which reader reads each kind of snapshot file a manifest names (xpipe.bundle.SNAPSHOT_KINDS)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from xpipe.readers.compact import read_page_hashes
+from xpipe.readers.memdump import read_elf_core, read_pmemsave
+
+#: (file, threads; 0 for one per core) -> (gfn, hash), frames in order.
+SnapshotReader = Callable[[Path, int], tuple[np.ndarray, np.ndarray]]
+
+#: Manifest snapshot kind -> its reader.
+SNAPSHOT_READERS: dict[str, SnapshotReader] = {
+    "pages": read_page_hashes,
+    "pmemsave": read_pmemsave,
+    "elf": read_elf_core,
+}

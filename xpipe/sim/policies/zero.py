@@ -1,0 +1,22 @@
+"""Zero-page sharing: every all-zero frame maps one host zero page."""
+
+from __future__ import annotations
+
+from xpipe.hashing import ZERO_HASH
+from xpipe.sim.policy import Policy, PolicyInfo, register
+
+
+class ZeroPages(Policy):
+    """Only zero pages share, all on one host zero page."""
+
+    name = "zero"
+
+    def share(self, f):
+        mapped = f.present & (f.hashes == ZERO_HASH)
+        return mapped, int(mapped.any()), 0
+
+
+register(PolicyInfo(
+    name="zero", doc="frames holding only zeros share one host page", factory=lambda params, ctx: ZeroPages(),
+    label=lambda params: "zero pages", colour="#8c564b", order=1,
+))

@@ -1,0 +1,232 @@
+"""The interface every sharing policy implements, and the registry they declare themselves in.
+
+The replay (xpipe.sim.replay) calls, for every snapshot time in order:
+``reads(ids)`` with the disk reads since the previous time, then
+``step(frames)`` with every guest frame's content at that time. A policy
+answers which frames are mapped from shared memory, how many pages shared
+memory holds, and which frames took a copy-on-write break.
+
+Writes are inferred from snapshots: a frame whose content differs from the
+previous snapshot was written once, at the later snapshot.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xpipe.pagetypes import PAGE_TYPES
+from xpipe.sim.area import group_ids
+
+#: Page types a cooperating guest maps from the area: page-cache pages of disk blocks.
+FILE_TYPES = np.array([PAGE_TYPES.index(t) for t in ("file_code", "file_data", "file")], dtype=np.uint8)
+
+
+@dataclass
+class Frames:
+    """Every frame of every domain of the mix at one time (domains concatenated)."""
+
+    time_s: float
+    dt_s: float  # time since the previous step (0 at the first)
+    hashes: np.ndarray  # uint64 content hash
+    types: np.ndarray  # uint8 index into PAGE_TYPES
+    present: np.ndarray  # bool: the frame's domain has started
+    changed: np.ndarray  # bool: present before and content differs from the previous step
+
+
+@dataclass
+class Shared:
+    mapped: np.ndarray  # bool per frame: mapped from shared memory
+    used: int  # pages shared memory holds
+    reserved: int  # sharing area's reserved pages (dsa), else 0
+    cow: np.ndarray  # bool per frame: a write broke its sharing at this step
+
+
+def groups_of_two_or_more(hashes: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, int]:
+    """Among ``candidates`` frames, those whose content at least one other candidate has.
+
+    Returns (mask, number of such contents).
+    """
+    idx = np.flatnonzero(candidates)
+    if len(idx) == 0:
+        return np.zeros(len(hashes), dtype=bool), 0
+    ids, n = group_ids(hashes[idx])
+    counts = np.bincount(ids, minlength=n)
+    multi = counts[ids] >= 2
+    mask = np.zeros(len(hashes), dtype=bool)
+    mask[idx[multi]] = True
+    return mask, int(np.count_nonzero(counts >= 2))
+
+
+class Policy:
+    name = "base"
+
+    def __init__(self):
+        self._prev_mapped: np.ndarray | None = None
+
+    def reads(self, ids: np.ndarray) -> np.ndarray:
+        """Disk reads (content ids) in order; True where the read was avoided."""
+        return np.zeros(len(ids), dtype=bool)
+
+    def share(self, f: Frames) -> tuple[np.ndarray, int, int]:
+        """(mapped mask, pages held, pages reserved) at ``f.time_s``."""
+        raise NotImplementedError
+
+    def step(self, f: Frames) -> Shared:
+        prev = self._prev_mapped
+        cow = (prev & f.changed) if prev is not None else np.zeros(len(f.hashes), dtype=bool)
+        mapped, used, reserved = self.share(f)
+        self._prev_mapped = mapped
+        return Shared(mapped, used, reserved, cow)
+
+
+
+
+# --- The registry -------------------------------------------------------------
+
+_KINDS = {int: r"\d+", float: r"\d+(?:\.\d+)?(?:e-?\d+)?", str: None, bool: None}
+
+
+def _number(v) -> str:
+    """A number as a run-id or label piece: 16 -> '16', 0.25 -> '0.25'."""
+    return f"{v:g}" if float(f"{v:g}") == v else repr(float(v))
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a policy: its sweep key (also its column in every run
+    table), type, unit, default sweep values and its piece of the run id."""
+
+    name: str  # unique across policies
+    kind: type  # int, float, bool or str
+    unit: str  # "" when it has none
+    doc: str
+    default: tuple
+    #: the run-id piece: "{}" is the value; a bool's piece appears only when true
+    token: str = "{}"
+    choices: tuple = ()  # str: the accepted values, in display order
+    minimum: float | None = None
+    #: further check of one value: an error message, or None when it is fine
+    check: Callable[[Any], str | None] | None = None
+
+    def __post_init__(self):
+        if self.kind not in _KINDS:
+            raise TypeError(f"param {self.name}: kind must be int, float, bool or str")
+        if self.kind is str and not self.choices:
+            raise TypeError(f"param {self.name}: a str param needs its choices")
+
+    def validate(self, v) -> Any:
+        """``v`` as this param's kind; ValueError naming the param and what it accepts."""
+        what = f"{self.name}: {v!r}"
+        if self.kind is bool:
+            if not isinstance(v, bool):
+                raise ValueError(f"{what} is not true or false")
+            return v
+        if self.kind is str:
+            if v not in self.choices:
+                raise ValueError(f"{what} is not one of {', '.join(self.choices)}")
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{what} is not a finite number")
+        if self.kind is int and v != int(v):
+            raise ValueError(f"{what} is not a whole number")
+        v = self.kind(v)
+        if self.minimum is not None and v < self.minimum:
+            raise ValueError(f"{what} is below the minimum {self.minimum:g}")
+        if self.check and (msg := self.check(v)):
+            raise ValueError(f"{what} {msg}")
+        return v
+
+    def piece(self, v) -> str:
+        if self.kind is bool:
+            return self.token if v else ""
+        return self.token.format(_number(v) if self.kind in (int, float) else v)
+
+    def pattern(self) -> str:
+        if self.kind is bool:
+            return f"(?:-(?P<{self.name}>{re.escape(self.token)}))?"
+        value = "|".join(map(re.escape, self.choices)) if self.kind is str else _KINDS[self.kind]
+        before, after = (re.escape(x) for x in self.token.split("{}"))
+        return f"-{before}(?P<{self.name}>{value}){after}"
+
+    def parse(self, text: str | None):
+        if self.kind is bool:
+            return text is not None
+        return self.kind(text) if self.kind is not str else text
+
+    def describe(self, v) -> str:
+        """The value as a person reads it: with its unit, numbers grouped."""
+        if self.kind is bool or self.kind is str:
+            return str(v)
+        return f"{v:,}{' ' + self.unit if self.unit else ''}" if self.kind is int else \
+            f"{_number(v)}{' ' + self.unit if self.unit else ''}"
+
+    def json_schema(self) -> dict:
+        item: dict = {"type": {int: "integer", float: "number", bool: "boolean", str: "string"}[self.kind]}
+        if self.choices:
+            item["enum"] = list(self.choices)
+        if self.minimum is not None:
+            item["minimum"] = self.minimum
+        unit = f", {self.unit}" if self.unit else ""
+        return {"type": "array", "items": item, "minItems": 1, "default": list(self.default),
+                "description": f"{self.doc}{unit}"}
+
+
+@dataclass
+class ReplayContext:
+    """What a policy may need of the whole replay when it is made."""
+
+    universe: np.ndarray  # sorted unique hashes of every disk read (and the zero page): id = position
+    max_accesses: int  # bound on area lookups over the replay
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """A policy's declaration: everything the workflow, tables and figures know of it."""
+
+    name: str  # run ids start with it; [a-z]+
+    doc: str  # one line, for `xpipe policies` and the README
+    factory: Callable[[dict, ReplayContext], Policy]  # (params by name, context) -> a fresh policy
+    label: Callable[[dict], str]  # (params by name) -> the run's name in figures and tables
+    colour: str  # one colour per policy in every figure (runs of one policy in its shades)
+    order: int  # position in legends, tables and panels
+    params: tuple[Param, ...] = ()
+    #: run in every sweep: the references every summary is measured against
+    always: bool = False
+    #: saves disk reads (draws in the I/O figures)
+    saves_io: bool = False
+    run_pattern: re.Pattern = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[a-z]+", self.name):
+            raise ValueError(f"policy name {self.name!r}: expected lower-case letters only")
+        pattern = re.compile(re.escape(self.name) + "".join(p.pattern() for p in self.params))
+        object.__setattr__(self, "run_pattern", pattern)
+
+
+#: Every policy by name, in display order once ``xpipe.sim.policies`` is imported.
+REGISTRY: dict[str, PolicyInfo] = {}
+
+
+def register(info: PolicyInfo) -> PolicyInfo:
+    if info.name in REGISTRY:
+        raise ValueError(f"policy {info.name!r} registered twice")
+    taken = {p.name: q.name for q in REGISTRY.values() for p in q.params}
+    for p in info.params:
+        if p.name in taken or p.name in RESERVED_COLUMNS:
+            raise ValueError(f"policy {info.name}: parameter name {p.name!r} is taken")
+    REGISTRY[info.name] = info
+    ordered = sorted(REGISTRY.values(), key=lambda i: (i.order, i.name))
+    REGISTRY.clear()
+    REGISTRY.update((i.name, i) for i in ordered)
+    return info
+
+
+#: Columns of the run tables that a parameter must not be named after.
+RESERVED_COLUMNS = frozenset({"mix", "run", "policy", "label", "run_order", "snapshot_every", "capture",
+                              "domain", "time_s", "host_mib", "synthetic"})
