@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 from record import load_now, machine, write_result
 
-from xpipe.hashing import ZERO_HASH
-from xpipe.schemas import PAGE_TYPES
-from xpipe.sim.replay import DomainTrace, RunSpec, replay
+from xpipe.hashing import PAGES_PER_MIB, ZERO_HASH
+from xpipe.pagetypes import PAGE_TYPES
+from xpipe.sim.replay import DomainTrace, replay
+from xpipe.sim.runs import RunSpec
 
 #: libCacheSim's oracleGeneral record: timestamp, obj_id, obj_size, next_access_vtime.
 ORACLE_GENERAL = np.dtype([("ts", "<u4"), ("obj", "<u8"), ("size", "<u4"), ("next", "<i8")])
@@ -72,9 +73,10 @@ def xpipe_dsa_lru(reads: np.ndarray, capacity: int, snapshots: int) -> tuple[int
                     read_times=t[i::2], read_hashes=reads[i::2])
         for i in range(2)
     ]
-    spec = RunSpec("dsa", eviction="lru", area_pages=capacity)
+    # the area in MiB, exactly ``capacity`` pages (objects): the policy takes MiB now
+    spec = RunSpec.make("dsa", eviction="lru", area_mib=capacity / PAGES_PER_MIB, admit_zero=False)
     start = time.perf_counter()
-    out = replay(domains, spec, mix="bench")
+    out = replay(domains, spec)
     seconds = time.perf_counter() - start
     return int(out.timeline["reads_avoided"].sum()), seconds
 
@@ -118,7 +120,7 @@ def time_policy(mix: list[DomainTrace], spec: RunSpec, reps: int) -> float:
     best = float("inf")
     for _ in range(reps):
         start = time.perf_counter()
-        replay(mix, spec, mix="bench")
+        replay(mix, spec)
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -159,7 +161,9 @@ def main() -> int:
     mix = memory_mix(d, f, s, args.seed)
     pages = d * f * s
     policies = {}
-    for run in ("oracle", "scan-r10000", "dsa-lru-a65536-z"):
+    # the runs formerly named oracle, scan-r10000 (the scanner started at the first
+    # snapshot) and dsa-lru-a65536-z (65,536 pages = 256 MiB)
+    for run in ("oracle", "scan-r10000-snapshot", "dsa-lru-256mib-z"):
         spec = RunSpec.parse(run)
         replay(mix, spec)  # warm
         secs = time_policy(mix, spec, args.reps)
@@ -182,7 +186,7 @@ def main() -> int:
     print(f"hits (both): {x_hits:,} of {len(reads):,}; ratio xpipe/libCacheSim = {x_rate / l_rate:.2f}")
     print(f"memory mix {d} domains x {f} frames x {s} snapshots = {pages:,} pages:")
     for run, r in policies.items():
-        print(f"  {run:<18}{r['pages_per_s']:>14,} pages/s")
+        print(f"  {run:<22}{r['pages_per_s']:>14,} pages/s")
     write_result(args.out, result)
     return 0
 

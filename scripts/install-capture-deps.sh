@@ -2,7 +2,8 @@
 # Install what `xpipe capture` and `xpipe validate-ksm` need on Debian/Ubuntu:
 # QEMU (TCG), a distribution kernel + initrd in /boot, debootstrap for the
 # guest root file system, busybox for the small initramfs guests, mkfs.ext4
-# to pack images without mounting, and the Python hashing dependencies.
+# to pack images without mounting, the Python hashing dependencies, and
+# graphviz for drawing the workflow's DAG.
 # Idempotent: safe to run again; packages already present are left alone.
 set -euo pipefail
 
@@ -20,6 +21,7 @@ PACKAGES=(
     e2fsprogs           # mkfs.ext4 -d (pack a directory into an image, no mount)
     gzip
     python3-pip
+    graphviz            # dot, for `snakemake --dag | dot -Tsvg > dag.svg`
 )
 
 missing=()

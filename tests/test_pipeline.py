@@ -1,4 +1,6 @@
-"""The whole default pipeline, run in a temporary copy of the project."""
+"""The whole workflow, run in temporary copies of the project: the default
+experiment on the real default capture, and the .test experiment on a tiny
+SYNTHETIC capture (lint, report, code inputs, experiments kept apart)."""
 
 import os
 import re
@@ -11,11 +13,10 @@ import pytest
 import yaml
 from guests import require_qemu
 
-from xpipe.report import FIGURE_NAMES
 from xpipe.report.db import connect
+from xpipe.report.figures import FIGURES
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = FIGURE_NAMES
 
 
 def snakemake(cwd, *args, check=True):
@@ -36,10 +37,10 @@ def planned_jobs(cwd, *args):
 
 def copy_project(root):
     root.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "workflow", "config", "profiles", "xpipe", "data"):
+    for name in ("Snakefile", "workflow", "config", "profiles", "xpipe", "data", ".test"):
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "results", ".snakemake"))
         elif src.exists():
             shutil.copy(src, root / name)
     return root
@@ -47,31 +48,45 @@ def copy_project(root):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
+    """A copy of the project after `snakemake --cores 2` (the default experiment, real data)."""
     root = copy_project(tmp_path_factory.mktemp("project"))
     snakemake(root, "--cores", "2")
     return root
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A copy of the project after the .test experiment's run; returns its working directory."""
+    root = copy_project(tmp_path_factory.mktemp("tiny"))
+    snakemake(root / ".test", "--cores", "2")
+    return root / ".test"
+
+
 @pytest.mark.slow
 def test_default_pipeline_writes_figures_tables_and_database(project):
+    out = project / "results/default"
     for f in FIGURES:
-        assert (project / "results/figures" / f"{f}.png").stat().st_size > 10_000
-        assert (project / "results/figures" / f"{f}.svg").exists()
-    md = (project / "results/tables/summary.md").read_text()
+        assert (out / "figures" / f"{f}.png").stat().st_size > 10_000, f
+        assert (out / "figures" / f"{f}.svg").exists()
+    md = (out / "tables/summary.md").read_text()
     assert md.count("\n| ") > 3
-    con = connect(project / "results/xpipe.duckdb")
+    con = connect(out / "xpipe.duckdb")
     rows = con.sql("SELECT mix, snapshot_every, policy, min(savings), max(savings), bool_or(synthetic) "
                    "FROM summary GROUP BY ALL").fetchall()
     savings = {(m, k, p): (lo, hi) for m, k, p, lo, hi, _ in rows}
     for (mix, k, policy), (lo, hi) in savings.items():
         assert savings[(mix, k, "oracle")][0] >= hi - 1e-9, (mix, policy)  # oracle saves the most
         assert lo >= 0.0 if policy != "none" else hi == 0.0
-    synthetic = {s for *_, s in rows}
-    labelled = con.sql("SELECT bool_or(synthetic) FROM domains").fetchall()[0][0]
-    assert synthetic == {labelled}
-    if labelled:
-        assert "SYNTHETIC" in md
-    assert con.sql("SELECT count(*) FROM pages").fetchall()[0][0] > 0
+    assert {s for *_, s in rows} == {False}  # the default capture is real
+    assert "SYNTHETIC" not in md
+    # every table carries area_mib; every per-domain table and view carries capture
+    for table in ("summary", "timeline", "types", "prefixes"):
+        assert "area_mib" in con.sql(f"SELECT * FROM {table} LIMIT 0").columns, table
+    for table in ("timeline", "domains", "frames", "requests", "pages", "reads"):
+        assert con.sql(f"SELECT DISTINCT capture FROM {table}").fetchall() == [("default",)], table
+    # sizes in MiB where people read them: labels, not pages
+    labels = {r[0] for r in con.sql("SELECT label FROM summary WHERE policy = 'dsa'").fetchall()}
+    assert "dsa LRU 16 MiB" in labels
     con.close()
 
 
@@ -89,12 +104,20 @@ def test_rerun_does_nothing_and_a_figure_change_reruns_only_the_report(project):
 
 
 @pytest.mark.slow
+def test_moved_project_keeps_its_results(project, tmp_path):
+    moved = tmp_path / "moved"
+    shutil.copytree(project, moved, symlinks=True)
+    assert planned_jobs(moved) == {}
+
+
+@pytest.mark.slow
 def test_interrupted_run_resumes_without_redoing_finished_work(project):
     # As if stopped while replaying: one mix's replay and the whole report stage missing.
-    mix = next((project / "results/replay").iterdir())
+    out = project / "results/default"
+    mix = next((out / "replay").iterdir())
     aside = project / "aside"
     aside.mkdir()
-    for p in (mix, project / "results/xpipe.duckdb"):
+    for p in (mix, out / "xpipe.duckdb"):
         shutil.move(p, aside / p.name)
     try:
         jobs = planned_jobs(project)
@@ -102,7 +125,7 @@ def test_interrupted_run_resumes_without_redoing_finished_work(project):
                         "tabulate_summary": 1, "all": 1}
     finally:
         shutil.move(aside / mix.name, mix)
-        shutil.move(aside / "xpipe.duckdb", project / "results/xpipe.duckdb")
+        shutil.move(aside / "xpipe.duckdb", out / "xpipe.duckdb")
 
 
 @pytest.mark.slow
@@ -112,7 +135,7 @@ def test_bad_manifest_fails_clearly_and_keeps_results(project, tmp_path):
                    "    snapshots: [{time_s: 1, pages: nothing.xxh}]\n")
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(f"captures: {{bad: {{manifest: {bad}}}}}\nmixes: {{m: {{capture: bad, domains: [a]}}}}\n")
-    db = project / "results/xpipe.duckdb"
+    db = project / "results/default/xpipe.duckdb"
     before = db.stat().st_mtime_ns
     r = snakemake(project, "--cores", "1", "--configfile", str(cfg), check=False)
     assert r.returncode != 0
@@ -122,28 +145,102 @@ def test_bad_manifest_fails_clearly_and_keeps_results(project, tmp_path):
 
 
 @pytest.mark.slow
-def test_query_command(project, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "xpipe.cli", "query", "--format", "csv",
-                        "SELECT count(DISTINCT policy) AS n FROM summary"],
-                       cwd=project, capture_output=True, text=True, check=True)
-    assert r.stdout.splitlines() == ["n", "5"]
-    # the per-page views resolve against the database's project, not the working directory
-    r = subprocess.run([sys.executable, "-m", "xpipe.cli", "query", "--format", "csv",
-                        "--db", str(project / "results/xpipe.duckdb"),
-                        "SELECT (SELECT count(*) FROM pages) > 0 AND (SELECT count(*) FROM reads) > 0 AS found"],
-                       cwd=tmp_path, capture_output=True, text=True, check=True)
-    assert r.stdout.splitlines() == ["found", "true"]
-    r = subprocess.run([sys.executable, "-m", "xpipe.cli", "query", "SELECT * FROM nosuchtable"],
-                       cwd=project, capture_output=True, text=True)
-    assert r.returncode == 2 and "nosuchtable" in r.stderr and "Traceback" not in r.stderr
+def test_misspelled_config_key_says_what_was_meant(project, tmp_path):
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text("sweep:\n  are_mib: [1, 2]\n")
+    r = snakemake(project, "-n", "--configfile", str(cfg), check=False)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "typo.yaml, sweep.are_mib: unknown key; did you mean 'area_mib'?" in out
+    assert out.count("\n") < 15  # one line, not the schema
 
 
 @pytest.mark.slow
-def test_report_embeds_every_figure(project):
-    snakemake(project, "--report", "report.html")
-    html = (project / "report.html").read_text(errors="replace")
+def test_query_command(project, tmp_path):
+    def xpipe(*args, cwd=project):
+        return subprocess.run([sys.executable, "-m", "xpipe.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+    r = xpipe("query", "--format", "csv", "SELECT count(DISTINCT policy) AS n FROM summary")
+    assert r.returncode == 0 and r.stdout.splitlines() == ["n", "5"]
+    # the per-page views resolve against the database's project, not the working directory
+    r = xpipe("query", "--format", "csv", "--db", str(project / "results/default/xpipe.duckdb"),
+              "SELECT (SELECT count(*) FROM pages) > 0 AND (SELECT count(*) FROM reads) > 0 AS found", cwd=tmp_path)
+    assert r.stdout.splitlines() == ["found", "true"]
+    r = xpipe("query", "SELECT * FROM nosuchtable")
+    assert r.returncode == 2 and "nosuchtable" in r.stderr and "Traceback" not in r.stderr
+    # outside the project: how to point at a database
+    r = xpipe("query", "SELECT 1", cwd=tmp_path)
+    assert r.returncode == 2 and "--db" in r.stderr and "run in the project folder" in r.stderr
+    r = xpipe("describe")
+    assert "summary_every_snapshot" in r.stdout and "shown_runs" in r.stdout and "blocks" not in r.stdout
+
+
+@pytest.mark.slow
+def test_test_experiment_is_lint_clean_and_its_report_embeds_every_figure(tiny):
+    r = snakemake(tiny, "--lint", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    snakemake(tiny, "--report", "report.html")
+    html = (tiny / "report.html").read_text(errors="replace")
     for f in FIGURES:
-        assert f"{f}.png" in html
+        assert f"{f}.png" in html, f
+    con = connect(tiny / "results/default/xpipe.duckdb")
+    assert con.sql("SELECT bool_and(synthetic) FROM summary").fetchall() == [(True,)]
+    con.close()
+
+
+# A module each stage's script imports, and the stages an edit must rerun (and what follows).
+EDITS = {
+    "xpipe/schemas.py": {"normalise_domain", "extract_pages", "replay_mix", "build_database"},
+    "xpipe/io.py": {"make_synthetic", "normalise_domain", "extract_pages", "replay_mix", "draw_figure"},
+    "xpipe/errors.py": {"normalise_domain", "replay_mix", "draw_figure"},
+    "xpipe/report/__init__.py": {"build_database", "draw_figure", "tabulate_summary"},
+    "xpipe/sim/policies/dsa.py": {"replay_mix", "build_database", "draw_figure"},
+    "xpipe/readers/registry.py": {"normalise_domain", "extract_pages", "replay_mix"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", sorted(EDITS))
+def test_editing_an_imported_module_reruns_its_stage(tiny, module):
+    path = tiny.parent / module
+    original = path.read_text()
+    path.write_text(original + "\n# an edit\n")
+    try:
+        jobs = planned_jobs(tiny)
+    finally:
+        path.write_text(original)
+        os.utime(path, (0, 0))
+    assert EDITS[module] <= set(jobs), (module, jobs)
+
+
+@pytest.mark.slow
+def test_experiments_keep_their_own_results(tiny):
+    default_summary = tiny / "results/default/replay/all/summary.parquet"
+    before = default_summary.read_bytes()
+    sweep = tiny / "config/sweeps/areas.yaml"
+    sweep.parent.mkdir(exist_ok=True)
+    sweep.write_text(yaml.safe_dump({"sweep": {"policies": ["dsa"], "area_mib": [0.5, 2], "eviction": ["lfu"]}}))
+    other = tiny / "other.yaml"  # a second capture: the views hold only the experiment's own
+    other.write_text(yaml.safe_dump({
+        "captures": {"small": {"synthetic": {"seed": 3, "memory_mib": 2, "disk_mib": 4, "workloads": ["web"],
+                                             "domains_per_workload": [2], "snapshot_times_s": [5, 10]}}},
+        "mixes": {"two": {"capture": "small", "domains": ["web-1", "web-2"]}},
+    }))
+    snakemake(tiny, "--cores", "2", "--configfile", "config/sweeps/areas.yaml")
+    snakemake(tiny, "--cores", "2", "--configfile", "other.yaml", "--config", "domains_per_host=false")
+    assert default_summary.read_bytes() == before
+    assert planned_jobs(tiny) == {}  # switching back reruns nothing
+    con = connect(tiny / "results/areas/xpipe.duckdb")
+    assert con.sql("SELECT DISTINCT area_mib FROM summary WHERE policy = 'dsa' ORDER BY 1").fetchall() \
+        == [(0.5,), (2.0,)]
+    con.close()
+    con = connect(tiny / "results/other/xpipe.duckdb")
+    assert con.sql("SELECT DISTINCT capture, domain FROM pages ORDER BY 2").fetchall() \
+        == [("small", "web-1"), ("small", "web-2")]
+    con.close()
+    con = connect(tiny / "results/default/xpipe.duckdb")
+    assert con.sql("SELECT DISTINCT capture FROM pages").fetchall() == [("tiny",)]
+    con.close()
 
 
 @pytest.mark.slow
@@ -161,7 +258,7 @@ def test_recorded_capture_is_made_first_then_replayed(tmp_path):
     snakemake(root, "--cores", "2")
     assert (root / "results/captures/busybox/manifest.yaml").exists()
     assert (root / "results/logs/capture/busybox.log").read_text().count("snapshot 3/3") == 2
-    con = connect(root / "results/xpipe.duckdb")
+    con = connect(root / "results/default/xpipe.duckdb")
     domains = con.sql("SELECT domain, synthetic FROM domains ORDER BY domain").fetchall()
     assert domains == [("dup-1", False), ("dup-2", False)]
     assert con.sql("SELECT count(*) FROM reads").fetchall()[0][0] > 0

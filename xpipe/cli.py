@@ -1,7 +1,8 @@
 """The `xpipe` command: what is not a Snakemake target.
 
-    xpipe describe                 what the results hold (tables, columns, units)
-    xpipe query "SQL"              run SQL against results/xpipe.duckdb
+    xpipe describe                 what the results hold (tables, views, columns, units)
+    xpipe policies                 the sharing policies, their parameters and run ids
+    xpipe query "SQL"              run SQL against an experiment's results/NAME/xpipe.duckdb
     xpipe hash DUMP -o PAGES.parquet   page hashes and types of one memory dump
     xpipe synth OUT                write a SYNTHETIC capture bundle
     xpipe capture ...              record a real capture (QEMU guests)
@@ -17,22 +18,54 @@ from pathlib import Path
 
 from xpipe.errors import InputError
 
-DEFAULT_DB = "results/xpipe.duckdb"
+DEFAULT_EXPERIMENT = "default"
+
+
+def _database(args) -> Path:
+    """The database the command reads: --db, else the experiment's under ./results/."""
+    from xpipe.experiment import RESULTS
+
+    return Path(args.db or RESULTS["database"].format(experiment=args.experiment))
+
+
+def _missing_database(db: Path) -> str:
+    """Why ``db`` is not there, and how to point at one that is."""
+    found = sorted(str(p) for p in Path("results").glob("*/xpipe.duckdb"))
+    if found:
+        return f"{db} does not exist; databases here: {', '.join(found)} (choose one with --experiment NAME or --db PATH)"
+    if not Path("Snakefile").exists():
+        return (f"{db} does not exist: run in the project folder, or point at a database with "
+                "--db PATH/results/NAME/xpipe.duckdb")
+    return f"{db} does not exist yet: run `snakemake --cores 2` (or with --configfile for that experiment) first"
 
 
 def _describe(args) -> int:
-    from xpipe.schemas import describe
+    from xpipe import schemas
+    from xpipe.report.db import VIEWS
+    from xpipe.sim import tables
 
-    print("Results tables (all page counts are 4 KiB pages; times are guest seconds).\n")
-    print(describe())
-    db = Path(args.db)
+    print("Results tables (all page counts are 4 KiB pages; times are guest seconds). Each experiment")
+    print("(config file) has its own results/NAME/; the capture tables are shared by all of them.\n")
+    print(schemas.describe(tables.TABLES + schemas.TABLES))
+    print("Views and macros every experiment's database defines (beside the tables above):")
+    for name, (doc, _) in VIEWS.items():
+        print(f"    {name:<24} {doc}")
+    print()
+    db = _database(args)
     if db.exists():
         from xpipe.report.db import query
 
         print(f"{db}:")
         print(query(db, "SELECT table_name, table_type FROM information_schema.tables ORDER BY 1"))
     else:
-        print(f"{db} does not exist yet: run `snakemake --cores 2` first.")
+        print(_missing_database(db))
+    return 0
+
+
+def _policies(args) -> int:
+    from xpipe.sim.runs import describe_policies
+
+    print(describe_policies())
     return 0
 
 
@@ -41,9 +74,9 @@ def _query(args) -> int:
 
     from xpipe.report.db import query
 
-    db = Path(args.db)
+    db = _database(args)
     if not db.exists():
-        print(f"xpipe query: {db} does not exist; run `snakemake --cores 2` first", file=sys.stderr)
+        print(f"xpipe query: {_missing_database(db)}", file=sys.stderr)
         return 2
     try:
         df = query(db, args.sql)
@@ -83,16 +116,26 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("describe", help="what the results hold: tables, columns, units")
-    d.add_argument("--db", default=DEFAULT_DB, help=f"results database (default {DEFAULT_DB})")
+    def database_options(p):
+        p.add_argument("--experiment", default=DEFAULT_EXPERIMENT,
+                       help="experiment whose results/NAME/xpipe.duckdb to read (default: default, the "
+                       "results of config/config.yaml; a --configfile X.yaml run is experiment X)")
+        p.add_argument("--db", help="a results database by path (instead of --experiment)")
+
+    d = sub.add_parser("describe", help="what the results hold: tables, views, columns, units")
+    database_options(d)
     d.set_defaults(func=_describe)
 
-    q = sub.add_parser("query", help="run SQL against the results database",
-                       description="Run SQL against the results database (read-only). Tables: "
-                       "summary, timeline, types, capacity, domains; views over the Parquet "
-                       "files: frames, requests, pages, reads.")
-    q.add_argument("sql", help='e.g. "SELECT run, savings FROM summary WHERE mix = \'all\'"')
-    q.add_argument("--db", default=DEFAULT_DB, help=f"results database (default {DEFAULT_DB})")
+    pol = sub.add_parser("policies", help="the sharing policies, their parameters (units, defaults), run ids")
+    pol.set_defaults(func=_policies)
+
+    q = sub.add_parser("query", help="run SQL against an experiment's results database",
+                       description="Run SQL against an experiment's results database (read-only). Tables: "
+                       "summary, timeline, types, prefixes, domains; views: headline, shown_runs, per_time, "
+                       "summary_every_snapshot, and over the Parquet files frames, requests, pages, reads "
+                       "(`xpipe describe` explains each).")
+    q.add_argument("sql", help='e.g. "SELECT label, savings FROM headline WHERE mix = \'all\' ORDER BY run_order"')
+    database_options(q)
     q.add_argument("--format", choices=("table", "csv"), default="table", help="output format")
     q.add_argument("--rows", type=int, default=50, help="rows to print in table format")
     q.set_defaults(func=_query)

@@ -35,7 +35,7 @@ RESULTS = {
 }
 
 #: Folders of results/ that hold the shared capture stages, not experiments.
-SHARED_FOLDERS = frozenset({"normalised", "pages", "reads", "synthetic", "captures", "logs", "benchmarks"})
+SHARED_FOLDERS = frozenset({"normalised", "pages", "reads", "synthetic", "captures", "logs", "benchmarks", "bench"})
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 

@@ -151,10 +151,10 @@ DOMAINS = Table(
 TABLES = (DOMAINS, FRAMES, REQUESTS, PAGES, READS)
 
 
-def describe() -> str:
-    """Human-readable description of every results table."""
+def describe(tables: tuple[Table, ...] = TABLES) -> str:
+    """Human-readable description of results tables."""
     lines = []
-    for t in TABLES:
+    for t in tables:
         lines.append(f"{t.name}  ({t.where})\n  {t.doc}")
         for c in t.columns:
             lines.append(f"    {c.name:<24} {str(c.dtype):<8} {c.doc}")

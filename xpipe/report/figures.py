@@ -239,8 +239,8 @@ def sharing_matrix(df: pd.DataFrame, out: Path) -> None:
         sns.heatmap(m, annot=True, fmt=".1f", cmap="Greens", ax=ax, cbar_kws={"label": "shared (MiB)"},
                     annot_kws={"fontsize": "small"})
         ax.set(title=f"capture: {capture}", xlabel="domain", ylabel="domain")
-    fig.suptitle(_title("Memory each pair of domains holds in common (mean over snapshots; zero and free "
-                        "pages left out)", df))
+    fig.suptitle(_title("Memory each pair of domains holds in common at the last snapshot\n"
+                        "(zero and free pages left out)", df))
     fig.tight_layout()
     _save(fig, out)
 
