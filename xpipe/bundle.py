@@ -22,8 +22,6 @@ from xpipe.hashing import PAGE_SIZE, hash_file
 FORMAT = "xpipe-capture/1"
 #: The manifest's name in the bundle's folder.
 MANIFEST = "manifest.yaml"
-#: The keys a manifest snapshot may name its file by (xpipe.readers.registry has a reader for each).
-SNAPSHOT_KINDS = ("pages", "pmemsave", "elf")
 
 
 def u64_bytes(values: np.ndarray) -> bytes:

@@ -28,11 +28,11 @@ def code(script):
 
 def log(rule, *wildcards):
     """A shared-stage rule's log path (logs of an experiment's rules are under its folder)."""
-    return "results/logs/" + "/".join((rule,) + tuple("{%s}" % w for w in wildcards)) + ".log"
+    return os.path.join("results", "logs", rule, *("{%s}" % w for w in wildcards)) + ".log"
 
 
 def bench(rule, *wildcards):
-    return "results/benchmarks/" + "/".join((rule,) + tuple("{%s}" % w for w in wildcards)) + ".tsv"
+    return os.path.join("results", "benchmarks", rule, *("{%s}" % w for w in wildcards)) + ".tsv"
 
 
 wildcard_constraints:

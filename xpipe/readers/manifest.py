@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from xpipe.bundle import FORMAT, PAGE_SIZE, SNAPSHOT_KINDS
+from xpipe.bundle import FORMAT, PAGE_SIZE
+from xpipe.readers.registry import SNAPSHOT_READERS
 from xpipe.errors import InputError
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -17,7 +18,7 @@ _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 @dataclass(frozen=True)
 class Snapshot:
     time_s: float
-    kind: str  # one of SNAPSHOT_KINDS
+    kind: str  # a key of SNAPSHOT_READERS
     path: Path
     kpageflags: Path | None
 
@@ -135,9 +136,9 @@ def load_manifest(path: str | Path) -> Manifest:
         snaps = []
         for j, s in enumerate(r.get(d, "snapshots", where, list)):
             sw = f"{where}.snapshots[{j}]"
-            kinds = [k for k in SNAPSHOT_KINDS if k in s]
+            kinds = [k for k in SNAPSHOT_READERS if k in s]
             if len(kinds) != 1:
-                r.fail(sw, f"expected exactly one of {', '.join(SNAPSHOT_KINDS)}")
+                r.fail(sw, f"expected exactly one of {', '.join(SNAPSHOT_READERS)}")
             snaps.append(
                 Snapshot(
                     time_s=r.get(s, "time_s", sw, float),

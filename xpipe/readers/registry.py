@@ -1,4 +1,5 @@
-"""Which reader reads each kind of snapshot file a manifest names (xpipe.bundle.SNAPSHOT_KINDS)."""
+"""Which reader reads each kind of snapshot file a manifest names: the kinds a manifest
+accepts are this table's keys, so a new format is its reader and one entry here."""
 
 from __future__ import annotations
 
