@@ -54,12 +54,15 @@ def project(tmp_path_factory):
     return root
 
 
+TEST = ("--directory", ".test")  # the test experiment's working directory, as the catalog runs it
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A copy of the project after the .test experiment's run; returns its working directory."""
+    """A copy of the project after the .test experiment's run."""
     root = copy_project(tmp_path_factory.mktemp("tiny"))
-    snakemake(root / ".test", "--cores", "2")
-    return root / ".test"
+    snakemake(root, *TEST, "--cores", "2")
+    return root
 
 
 @pytest.mark.slow
@@ -151,7 +154,7 @@ def test_misspelled_config_key_says_what_was_meant(project, tmp_path):
     r = snakemake(project, "-n", "--configfile", str(cfg), check=False)
     out = r.stdout + r.stderr
     assert r.returncode != 0
-    assert "typo.yaml, sweep.are_mib: unknown key; did you mean 'area_mib'?" in out
+    assert "typo.yaml (or --config), sweep.are_mib: unknown key; did you mean 'area_mib'?" in out
     assert out.count("\n") < 15  # one line, not the schema
 
 
@@ -178,13 +181,15 @@ def test_query_command(project, tmp_path):
 
 @pytest.mark.slow
 def test_test_experiment_is_lint_clean_and_its_report_embeds_every_figure(tiny):
-    r = snakemake(tiny, "--lint", check=False)
+    r = snakemake(tiny, *TEST, "--lint", check=False)
     assert r.returncode == 0, r.stdout + r.stderr
-    snakemake(tiny, "--report", "report.html")
-    html = (tiny / "report.html").read_text(errors="replace")
+    snakemake(tiny, *TEST, "--report", "report.html")
+    html = (tiny / ".test/report.html").read_text(errors="replace")
     for f in FIGURES:
         assert f"{f}.png" in html, f
-    con = connect(tiny / "results/default/xpipe.duckdb")
+        caption = (tiny / "workflow/report/figures" / f"{f}.rst").read_text().split()
+        assert " ".join(caption[:6]) in html, f  # each figure's own caption
+    con = connect(tiny / ".test/results/default/xpipe.duckdb")
     assert con.sql("SELECT bool_and(synthetic) FROM summary").fetchall() == [(True,)]
     con.close()
 
@@ -203,11 +208,11 @@ EDITS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("module", sorted(EDITS))
 def test_editing_an_imported_module_reruns_its_stage(tiny, module):
-    path = tiny.parent / module
+    path = tiny / module
     original = path.read_text()
     path.write_text(original + "\n# an edit\n")
     try:
-        jobs = planned_jobs(tiny)
+        jobs = planned_jobs(tiny, *TEST)
     finally:
         path.write_text(original)
         os.utime(path, (0, 0))
@@ -216,30 +221,32 @@ def test_editing_an_imported_module_reruns_its_stage(tiny, module):
 
 @pytest.mark.slow
 def test_experiments_keep_their_own_results(tiny):
-    default_summary = tiny / "results/default/replay/all/summary.parquet"
+    test = tiny / ".test"
+    default_summary = test / "results/default/replay/all/summary.parquet"
     before = default_summary.read_bytes()
-    sweep = tiny / "config/sweeps/areas.yaml"
+    sweep = test / "config/sweeps/areas.yaml"
     sweep.parent.mkdir(exist_ok=True)
     sweep.write_text(yaml.safe_dump({"sweep": {"policies": ["dsa"], "area_mib": [0.5, 2], "eviction": ["lfu"]}}))
-    other = tiny / "other.yaml"  # a second capture: the views hold only the experiment's own
+    other = test / "other.yaml"  # a second capture: the views hold only the experiment's own
     other.write_text(yaml.safe_dump({
         "captures": {"small": {"synthetic": {"seed": 3, "memory_mib": 2, "disk_mib": 4, "workloads": ["web"],
                                              "domains_per_workload": [2], "snapshot_times_s": [5, 10]}}},
         "mixes": {"two": {"capture": "small", "domains": ["web-1", "web-2"]}},
+        "domains_per_host": False,
     }))
-    snakemake(tiny, "--cores", "2", "--configfile", "config/sweeps/areas.yaml")
-    snakemake(tiny, "--cores", "2", "--configfile", "other.yaml", "--config", "domains_per_host=false")
+    snakemake(test, "--snakefile", "../Snakefile", "--cores", "2", "--configfile", "config/sweeps/areas.yaml")
+    snakemake(tiny, *TEST, "--cores", "2", "--configfile", str(other))
     assert default_summary.read_bytes() == before
-    assert planned_jobs(tiny) == {}  # switching back reruns nothing
-    con = connect(tiny / "results/areas/xpipe.duckdb")
+    assert planned_jobs(tiny, *TEST) == {}  # switching back reruns nothing
+    con = connect(test / "results/areas/xpipe.duckdb")
     assert con.sql("SELECT DISTINCT area_mib FROM summary WHERE policy = 'dsa' ORDER BY 1").fetchall() \
         == [(0.5,), (2.0,)]
     con.close()
-    con = connect(tiny / "results/other/xpipe.duckdb")
-    assert con.sql("SELECT DISTINCT capture, domain FROM pages ORDER BY 2").fetchall() \
-        == [("small", "web-1"), ("small", "web-2")]
+    con = connect(test / "results/other/xpipe.duckdb")  # other.yaml's mix, and the base file's (merged)
+    assert con.sql("SELECT DISTINCT capture FROM pages ORDER BY 1").fetchall() == [("small",), ("tiny",)]
+    assert con.sql("SELECT DISTINCT mix FROM summary ORDER BY 1").fetchall() == [("all",), ("pair",), ("two",)]
     con.close()
-    con = connect(tiny / "results/default/xpipe.duckdb")
+    con = connect(test / "results/default/xpipe.duckdb")
     assert con.sql("SELECT DISTINCT capture FROM pages").fetchall() == [("tiny",)]
     con.close()
 

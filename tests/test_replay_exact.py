@@ -19,7 +19,7 @@ import pytest
 from xpipe.hashing import ZERO_HASH
 from xpipe.schemas import PAGE_TYPES
 from xpipe.sim.metrics import domains_per_host, peak_footprint, summarise
-from xpipe.sim.replay import DomainTrace, replay, replayed_times
+from xpipe.sim.replay import DomainTrace, kept_snapshots, replay
 from xpipe.sim.runs import RunSpec
 from xpipe.sim.sweep import prefix_peaks
 
@@ -183,10 +183,24 @@ def test_run_ids_round_trip():
 
 def test_every_interval_covers_the_same_window():
     t = np.array([40.0, 70.0, 100.0, 130.0])
-    assert replayed_times(t, 1).tolist() == [40, 70, 100, 130]
-    assert replayed_times(t, 2).tolist() == [40, 100, 130]
-    assert replayed_times(t, 3).tolist() == [40, 130]
-    assert replayed_times(t, 9).tolist() == [40, 130]
+    assert t[kept_snapshots(t, 1)].tolist() == [40, 70, 100, 130]
+    assert t[kept_snapshots(t, 2)].tolist() == [40, 100, 130]
+    assert t[kept_snapshots(t, 3)].tolist() == [40, 130]
+    assert t[kept_snapshots(t, 9)].tolist() == [40, 130]
+
+
+def test_every_k_th_snapshot_of_each_domain_even_when_their_times_differ():
+    # A at 10, 30, 50 and B at 20, 40, 60: every 2nd keeps A's 10, 50 and B's 20, 60,
+    # so A's snapshot at 30 and B's at 40 are never loaded.
+    loads = []
+    doms = []
+    for name, times in (("A", [10.0, 30.0, 50.0]), ("B", [20.0, 40.0, 60.0])):
+        doms.append(DomainTrace(id=name, times=np.array(times), frames=1,
+                                load=lambda k, n=name: loads.append((n, k)) or (np.array([k + 1], np.uint64),
+                                                                               np.array([0], np.uint8))))
+    tl = replay(doms, RunSpec.parse("none-e2")).timeline
+    assert sorted(set(loads)) == [("A", 0), ("A", 2), ("B", 0), ("B", 2)]
+    assert sorted(tl["time_s"].unique().to_list()) == [10, 20, 50, 60]
 
 
 def test_sparser_snapshots_are_compared_with_the_oracle_at_the_same_times():
@@ -200,3 +214,19 @@ def test_sparser_snapshots_are_compared_with_the_oracle_at_the_same_times():
     assert row["share_of_oracle"] == pytest.approx(1.0)
     assert row["snapshots"] == 2 and row["snapshot_interval_s"] == 20.0
     assert row["savings"] == pytest.approx(1 - 5 / 8)
+
+
+@pytest.mark.parametrize("before, after, cow", [
+    ((5, 5), (9, 10), 2),  # merged at t=5, both written by t=10: two COW breaks
+    ((5, 6), (9, 9), 0),  # never merged (different content), so writing breaks nothing
+])
+def test_scanner_breaks_what_it_had_merged(before, after, cow):
+    # One frame per domain, 100 pages/s from boot: both visited many times before t=5.
+    doms = [DomainTrace(id=n, times=np.array([5.0, 10.0]), frames=1,
+                        load=lambda k, b=b, a=a: (np.array([(b, a)[k]], np.uint64),
+                                                  np.array([T["anonymous"]], np.uint8)))
+            for n, b, a in zip("AB", before, after)]
+    tl = replay(doms, RunSpec.make("scan", scan_pages_per_s=100, scan_start="boot")).timeline
+    assert int(tl["cow_breaks"].sum()) == cow
+    # after the writes nothing is merged: the new contents were not seen twice yet
+    assert int(tl.filter(pl.col("time_s") == 10.0)["shared_mapped"].sum()) == 0

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from xpipe.errors import InputError
 
-DEFAULT_EXPERIMENT = "default"
 
 
 def _database(args) -> Path:
@@ -117,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def database_options(p):
-        p.add_argument("--experiment", default=DEFAULT_EXPERIMENT,
+        p.add_argument("--experiment", default="default",  # xpipe.experiment.DEFAULT_EXPERIMENT (not imported: it loads the registry)
                        help="experiment whose results/NAME/xpipe.duckdb to read (default: default, the "
                        "results of config/config.yaml; a --configfile X.yaml run is experiment X)")
         p.add_argument("--db", help="a results database by path (instead of --experiment)")

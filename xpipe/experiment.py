@@ -1,12 +1,15 @@
 """An experiment: one config file's captures, mixes and sweep, and the results
 folder that is its own (``results/<experiment>/``).
 
-The experiment is named after the config file given with ``--configfile`` (its
-stem: ``config/sweeps/area-sizes.yaml`` is ``area-sizes``), or ``default`` for
-``config/config.yaml``; ``--config experiment=NAME`` names it explicitly. The
-capture stages (normalised traces, pages, reads) are shared by every
-experiment of the project; replays, the database, figures and tables are not,
-so one experiment never overwrites or reruns another.
+The experiment is named after the config files given with ``--configfile``
+(their stems, joined by '+': ``config/sweeps/area-sizes.yaml`` is
+``area-sizes``), or ``default`` for the workflow's own ``config/config.yaml``;
+``--config experiment=NAME`` names it explicitly. The capture stages
+(normalised traces, pages, reads) are shared by every experiment of the
+project; replays, the database, figures and tables are not, so one experiment
+never overwrites or reruns another. A capture's name therefore means one
+capture in the whole project: a name defined differently by two experiments is
+refused, never mixed.
 """
 
 from __future__ import annotations
@@ -36,22 +39,48 @@ RESULTS = {
 
 #: Folders of results/ that hold the shared capture stages, not experiments.
 SHARED_FOLDERS = frozenset({"normalised", "pages", "reads", "synthetic", "captures", "logs", "benchmarks", "bench"})
-_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+#: The workflow's own config file (the Snakefile's `configfile:`), the experiment "default".
+DEFAULT_CONFIG = "config/config.yaml"
+DEFAULT_EXPERIMENT = "default"
 
 
 def experiment_name(config: dict, configfiles: list[str]) -> str:
-    name = config.get("experiment") or (Path(configfiles[-1]).stem if configfiles else "default")
+    """``configfiles``: those given with --configfile, in order."""
+    own = Path(DEFAULT_CONFIG).resolve()
+    stems = [Path(f).stem for f in configfiles if Path(f).resolve() != own]
+    name = config.get("experiment") or "+".join(stems) or DEFAULT_EXPERIMENT
     if not _NAME.fullmatch(name) or name in SHARED_FOLDERS:
-        raise InputError(configfiles[-1] if configfiles else "config", "experiment",
-                         f"a name of letters, digits, '_', '.', '-' other than {', '.join(sorted(SHARED_FOLDERS))}; "
-                         f"got {name!r} (set one with --config experiment=NAME)")
+        raise InputError(", ".join(configfiles) or DEFAULT_CONFIG, "experiment",
+                         "a name of letters, digits, '_', '.', '+', '-' starting with a letter or digit, other "
+                         f"than {', '.join(sorted(SHARED_FOLDERS))}; got {name!r} (set one with --config "
+                         "experiment=NAME)")
     return name
+
+
+def claim_capture(name: str, entry: dict, where: str) -> None:
+    """Record what a capture name means in this project, or refuse a second meaning:
+    its normalised traces, pages and reads are shared by every experiment."""
+    record = Path("results/normalised") / name / "definition.yaml"
+    text = yaml.safe_dump(entry, sort_keys=True)
+    if record.exists():
+        if record.read_text() != text:
+            raise InputError(where, f"captures.{name}",
+                             f"another definition of capture {name!r} made this project's results "
+                             f"({record}); captures are shared by every experiment, so give this one another "
+                             f"name, or delete results/normalised/{name}/ to redefine it")
+        return
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(text)
 
 
 def load_schema(path: str | Path) -> dict:
     """The config schema: the file's captures and mixes, and the sweep from the policy registry."""
+    from xpipe.capture.spec import PRESETS
+
     schema = yaml.safe_load(Path(path).read_text())
     schema["properties"]["sweep"] = sweep_schema()
+    schema["properties"]["captures"]["additionalProperties"]["properties"]["record"]["enum"] = list(PRESETS)
     return schema
 
 
@@ -67,7 +96,7 @@ class Experiment:
         """Check the whole config (unknown keys, types, ranges, names that refer to
         nothing) before anything runs; InputError names the file and the key."""
         configfiles = [str(f) for f in configfiles]
-        where = ", ".join(configfiles) if configfiles else "config/config.yaml"
+        where = ", ".join(dict.fromkeys([DEFAULT_CONFIG, *configfiles])) + " (or --config)"
         validate_config(config, load_schema(schema_path), where)
         name = experiment_name(config, configfiles)
         try:
@@ -75,6 +104,8 @@ class Experiment:
         except ValueError as e:
             raise InputError(where, "sweep", str(e)) from None
         sources = {c: capture_source(c, entry) for c, entry in config["captures"].items()}
+        for c in sorted({m["capture"] for m in config["mixes"].values()} & set(sources)):
+            claim_capture(c, config["captures"][c], where)
         for mix, m in config["mixes"].items():
             if m["capture"] not in sources:
                 raise InputError(where, f"mixes.{mix}.capture",

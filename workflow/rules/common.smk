@@ -2,9 +2,11 @@
 # rule's code inputs (the xpipe modules its script imports) and the rules'
 # input functions. What things mean lives in the package.
 import os
+import sys
 from pathlib import Path
 
 from xpipe.codeinputs import code_inputs
+from xpipe.errors import InputError
 from xpipe.experiment import Experiment
 from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, PAGES, READS, REQUESTS
 from xpipe.sim.tables import PREFIXES, SUMMARY, TIMELINE, TYPES
@@ -13,7 +15,10 @@ from xpipe.sim.tables import PREFIXES, SUMMARY, TIMELINE, TYPES
 # so that results stay valid when the folder moves (snakemake -d DIR works too).
 SRC = Path(os.path.relpath(workflow.basedir))
 
-X = Experiment.load(config, SRC / "workflow/schemas/config.schema.yaml", workflow.overwrite_configfiles)
+try:
+    X = Experiment.load(config, SRC / "workflow/schemas/config.schema.yaml", workflow.overwrite_configfiles)
+except InputError as e:  # one line naming the file and the key, not a stack
+    sys.exit(f"xpipe: {e}")
 RUNS = [r.run_id for r in X.runs]
 # one figure per query file: workflow/sql/figures/NAME.sql, drawn by xpipe.report.figures.NAME
 FIGURES = sorted(p.stem for p in (SRC / "workflow/sql/figures").glob("*.sql"))
@@ -81,6 +86,11 @@ def mix_tables(table):
         return [table.path(capture=capture, domain=d) for d in X.mix_domains(wildcards.mix)]
 
     return files
+
+
+def figure_caption(wildcards):
+    """A figure's caption: the report renders one caption file per figure."""
+    return (SRC / "workflow/report/figures" / f"{wildcards.figure}.rst").read_text()
 
 
 def mix_capture(wildcards):

@@ -33,11 +33,14 @@ rule draw_figure:
     output:
         png=report(
             X.path("figure"),
-            caption="../report/figures/{figure}.rst",
+            caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{figure}"},
         ),
         svg=X.path("figure_svg"),
+    params:
+        # its caption, workflow/report/figures/{figure}.rst (figure.rst renders it)
+        caption=figure_caption,
     conda:
         "../envs/xpipe.yaml"
     log:

@@ -93,7 +93,9 @@ def connect(db: str | Path) -> duckdb.DuckDBPyConnection:
     db = Path(db).resolve()
     con = duckdb.connect(str(db), read_only=True)
     # the database sits in <project>/results/<experiment>/; the views' paths start at <project>
-    con.execute("SET file_search_path = ?", [str(db.parents[2])])
+    # (a database moved elsewhere keeps its tables; its views then resolve from the working folder)
+    project = db.parents[2] if db.parent.parent.name == "results" else Path.cwd()
+    con.execute("SET file_search_path = ?", [str(project)])
     return con
 
 

@@ -143,9 +143,8 @@ def area_size(df: pd.DataFrame, out: Path) -> None:
 @figure(needs="runs that share pages")
 def page_types(df: pd.DataFrame, out: Path) -> None:
     order, _ = runs_in_order(df)
-    df = df.assign(bar=df["mix"] + ": " + df["label"],
-                   rank=df["mix"].map({m: i for i, m in enumerate(_mixes(df))}) * 1000 + df["run_order"])
-    bars = list(df.drop_duplicates("bar").sort_values("rank")["bar"])
+    df = df.assign(bar=df["mix"] + ": " + df["label"], mix_rank=df["mix"].map({m: i for i, m in enumerate(_mixes(df))}))
+    bars = list(df.drop_duplicates("bar").sort_values(["mix_rank", "run_order"])["bar"])
     types = [t for t in PAGE_TYPES if t in set(df["page_type"])]
     # own y scales: intra-domain sharing is often two orders of magnitude smaller
     fig, axes = plt.subplots(1, 2, figsize=(max(12.0, 0.5 * len(bars) * 2), 5.5))

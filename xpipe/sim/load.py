@@ -9,7 +9,7 @@ import polars as pl
 
 from xpipe.sim.replay import DomainTrace
 
-#: Snapshots kept in memory per domain when they fit: capacity runs replay
+#: Snapshots kept in memory per domain when they fit: domains per host replays
 #: every prefix of a mix, so each snapshot is read many times.
 CACHE_BYTES = 256 << 20
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from xpipe.hashing import PAGES_PER_MIB
+from xpipe.sim.tables import PREFIXES_OWN, own_schema
 
 
 def per_time(timeline: pl.DataFrame) -> pl.DataFrame:
@@ -51,12 +52,11 @@ def domains_per_host(prefix_peaks: list[tuple[int, int]], host_mib: int) -> int:
 def prefix_table(prefix_peaks: list[tuple[int, int]], host_mib: list[int]) -> pl.DataFrame:
     """The prefixes table's own columns: every prefix against every host size."""
     rows = [(k, peak, h, peak <= h * PAGES_PER_MIB) for h in host_mib for k, peak in prefix_peaks]
-    return pl.DataFrame(rows, schema={"domains": pl.Int64, "peak_footprint": pl.Int64, "host_mib": pl.Int64,
-                                      "fits": pl.Boolean}, orient="row")
+    return pl.DataFrame(rows, schema=own_schema(PREFIXES_OWN), orient="row")
 
 
 def summarise(timeline: pl.DataFrame, oracle_timeline: pl.DataFrame, prefix_peaks: list[tuple[int, int]] | None,
-              saves_io: bool, synthetic: bool, host_mib: list[int]) -> pl.DataFrame:
+              has_area: bool, synthetic: bool, host_mib: list[int]) -> pl.DataFrame:
     """The summary's own columns, one row per configured host size: the run's
     footprints, savings, I/O and COW figures."""
     t = per_time(timeline)
@@ -87,7 +87,7 @@ def summarise(timeline: pl.DataFrame, oracle_timeline: pl.DataFrame, prefix_peak
             "io_reduction": io_reduction,
             "io_reduction_ideal": ideal / reads if reads else 0.0,
             "cow_breaks": int(timeline["cow_breaks"].sum()),
-            "area_hit_ratio": io_reduction if saves_io else 0.0,  # every lookup is a read
+            "area_hit_ratio": io_reduction if has_area else 0.0,  # every lookup is a read
             "host_mib": h,
             "domains_per_host": domains_per_host(prefix_peaks, h) if prefix_peaks is not None else None,
         })

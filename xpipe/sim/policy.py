@@ -64,8 +64,6 @@ def groups_of_two_or_more(hashes: np.ndarray, candidates: np.ndarray) -> tuple[n
 
 
 class Policy:
-    name = "base"
-
     def __init__(self):
         self._prev_mapped: np.ndarray | None = None
 
@@ -89,12 +87,15 @@ class Policy:
 
 # --- The registry -------------------------------------------------------------
 
-_KINDS = {int: r"\d+", float: r"\d+(?:\.\d+)?(?:e-?\d+)?", str: None, bool: None}
+_KINDS = {int: r"\d+", float: r"\d+(?:\.\d+)?", str: None, bool: None}
 
 
-def _number(v) -> str:
-    """A number as a run-id or label piece: 16 -> '16', 0.25 -> '0.25'."""
-    return f"{v:g}" if float(f"{v:g}") == v else repr(float(v))
+def number(v) -> str:
+    """A number as a run-id or label piece, exactly and without an exponent:
+    16 -> '16', 0.25 -> '0.25', 1e6 -> '1000000'."""
+    if isinstance(v, int) or float(v).is_integer():
+        return str(int(v))
+    return np.format_float_positional(float(v), trim="-")
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class Param:
     def piece(self, v) -> str:
         if self.kind is bool:
             return self.token if v else ""
-        return self.token.format(_number(v) if self.kind in (int, float) else v)
+        return self.token.format(number(v) if self.kind in (int, float) else v)
 
     def pattern(self) -> str:
         if self.kind is bool:
@@ -159,13 +160,6 @@ class Param:
             return text is not None
         return self.kind(text) if self.kind is not str else text
 
-    def describe(self, v) -> str:
-        """The value as a person reads it: with its unit, numbers grouped."""
-        if self.kind is bool or self.kind is str:
-            return str(v)
-        return f"{v:,}{' ' + self.unit if self.unit else ''}" if self.kind is int else \
-            f"{_number(v)}{' ' + self.unit if self.unit else ''}"
-
     def json_schema(self) -> dict:
         item: dict = {"type": {int: "integer", float: "number", bool: "boolean", str: "string"}[self.kind]}
         if self.choices:
@@ -173,7 +167,7 @@ class Param:
         if self.minimum is not None:
             item["minimum"] = self.minimum
         unit = f", {self.unit}" if self.unit else ""
-        return {"type": "array", "items": item, "minItems": 1, "default": list(self.default),
+        return {"type": "array", "items": item, "minItems": 1, "uniqueItems": True, "default": list(self.default),
                 "description": f"{self.doc}{unit}"}
 
 
@@ -198,8 +192,8 @@ class PolicyInfo:
     params: tuple[Param, ...] = ()
     #: run in every sweep: the references every summary is measured against
     always: bool = False
-    #: saves disk reads (draws in the I/O figures)
-    saves_io: bool = False
+    #: has a sharing area whose every lookup is a disk read (its hit ratio is its I/O reduction)
+    has_area: bool = False
     run_pattern: re.Pattern = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -218,15 +212,11 @@ def register(info: PolicyInfo) -> PolicyInfo:
         raise ValueError(f"policy {info.name!r} registered twice")
     taken = {p.name: q.name for q in REGISTRY.values() for p in q.params}
     for p in info.params:
-        if p.name in taken or p.name in RESERVED_COLUMNS:
-            raise ValueError(f"policy {info.name}: parameter name {p.name!r} is taken")
+        if p.name in taken:  # (xpipe.sim.tables checks them against the tables' other columns)
+            raise ValueError(f"policy {info.name}: parameter name {p.name!r} is taken by policy {taken[p.name]}")
     REGISTRY[info.name] = info
     ordered = sorted(REGISTRY.values(), key=lambda i: (i.order, i.name))
     REGISTRY.clear()
     REGISTRY.update((i.name, i) for i in ordered)
     return info
 
-
-#: Columns of the run tables that a parameter must not be named after.
-RESERVED_COLUMNS = frozenset({"mix", "run", "policy", "label", "run_order", "snapshot_every", "capture",
-                              "domain", "time_s", "host_mib", "synthetic"})

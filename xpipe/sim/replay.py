@@ -27,6 +27,7 @@ from xpipe.pagetypes import PAGE_TYPES
 from xpipe.sim import policy as P
 from xpipe.sim.area import dense_ids, group_ids
 from xpipe.sim.runs import RunSpec
+from xpipe.sim.tables import TIMELINE_OWN, TYPES_OWN, own_schema
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +45,10 @@ class DomainTrace:
     read_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
 
 
-#: The replay's own columns of the timeline and types tables (xpipe.sim.tables
-#: puts the run's key in front of them).
-TIMELINE_COLUMNS = {
-    "time_s": pl.Float64, "domain": pl.String, "private_pages": pl.Int64, "shared_mapped": pl.Int64,
-    "area_used": pl.Int64, "area_mapped": pl.Int64, "area_reserved": pl.Int64, "reads_issued": pl.Int64,
-    "reads_avoided": pl.Int64, "cow_breaks": pl.Int64,
-}
-TYPES_COLUMNS = {"page_type": pl.String, "scope": pl.String, "pages_saved": pl.Float64}
-
-
 @dataclass
 class Replay:
-    timeline: pl.DataFrame  # TIMELINE_COLUMNS
-    types: pl.DataFrame  # TYPES_COLUMNS
+    timeline: pl.DataFrame  # xpipe.sim.tables.TIMELINE_OWN
+    types: pl.DataFrame  # xpipe.sim.tables.TYPES_OWN
 
 
 def _merged_reads(domains: Sequence[DomainTrace]):
@@ -75,14 +66,14 @@ def _feed_reads(policy: P.Policy, ids: np.ndarray, dom: np.ndarray, n_dom: int):
     return np.bincount(dom, minlength=n_dom), np.bincount(dom[avoided], minlength=n_dom)
 
 
-def replayed_times(times: np.ndarray, every: int) -> np.ndarray:
-    """Every k-th snapshot time from the first, and the last always: every interval
-    covers the same window, so only the sampling changes (a skipped snapshot is as
-    if never taken)."""
+def kept_snapshots(times: np.ndarray, every: int) -> np.ndarray:
+    """Indexes of the snapshots a run replays: every k-th from the first, and the last
+    always, so every interval covers the same window and only the sampling changes.
+    Applied to each domain's own snapshots; a skipped snapshot is never loaded."""
     keep = np.zeros(len(times), dtype=bool)
     keep[::every] = True
     keep[-1:] = True
-    return times[keep]
+    return np.flatnonzero(keep)
 
 
 def replay(domains: Sequence[DomainTrace], spec: RunSpec, with_types: bool = True) -> Replay:
@@ -91,7 +82,8 @@ def replay(domains: Sequence[DomainTrace], spec: RunSpec, with_types: bool = Tru
     ``with_types=False`` skips the shared-page-type accounting (its table is then empty).
     """
     n_dom = len(domains)
-    times = replayed_times(np.unique(np.concatenate([d.times for d in domains])), spec.snapshot_every)
+    kept = [kept_snapshots(d.times, spec.snapshot_every) for d in domains]
+    times = np.unique(np.concatenate([d.times[k] for d, k in zip(domains, kept)]))
     r_time, r_dom, r_hash = _merged_reads(domains)
     universe, r_ids = dense_ids(np.append(r_hash, ZERO_HASH))  # = np.unique(..., return_inverse=True)
     r_ids = r_ids[:-1].astype(np.int64, copy=False)
@@ -115,7 +107,8 @@ def replay(domains: Sequence[DomainTrace], spec: RunSpec, with_types: bool = Tru
 
         changed = np.zeros(n, dtype=bool)
         for i, d in enumerate(domains):
-            snap = int(np.searchsorted(d.times, t, side="right")) - 1
+            j = int(np.searchsorted(d.times[kept[i]], t, side="right")) - 1
+            snap = int(kept[i][j]) if j >= 0 else -1
             if snap < 0 or snap == loaded[i]:
                 continue
             h, ty = d.load(snap)
@@ -159,7 +152,7 @@ def replay(domains: Sequence[DomainTrace], spec: RunSpec, with_types: bool = Tru
                          int(per_dom_present[i] - per_dom_mapped[i]), int(per_dom_mapped[i]),
                          int(shared.used), area_mapped, int(shared.reserved),
                          int(dom_reads[i] - dom_avoided[i]), int(dom_avoided[i]), int(per_dom_cow[i])))
-    timeline = pl.DataFrame(rows, schema=TIMELINE_COLUMNS, orient="row")
+    timeline = pl.DataFrame(rows, schema=own_schema(TIMELINE_OWN), orient="row")
     type_scope /= len(times)
     types_df = pl.DataFrame(
         {
@@ -167,6 +160,6 @@ def replay(domains: Sequence[DomainTrace], spec: RunSpec, with_types: bool = Tru
             "scope": ["intra", "inter"] * len(PAGE_TYPES),
             "pages_saved": type_scope,
         },
-        schema=TYPES_COLUMNS,
+        schema=own_schema(TYPES_OWN),
     ).filter(pl.col("pages_saved") > 0)
     return Replay(timeline, types_df)

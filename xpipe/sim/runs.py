@@ -126,20 +126,29 @@ def expand_sweep(sweep: dict) -> list[RunSpec]:
             params = REGISTRY[name].params
             for values in itertools.product(*(sweep[p.name] for p in params)):
                 runs.append(RunSpec.make(name, k, **dict(zip((p.name for p in params), values))))
-    runs = list(dict.fromkeys(runs))
-    return sorted(runs, key=RunSpec.sort_key)
+    runs = sorted(dict.fromkeys(runs), key=RunSpec.sort_key)
+    for r in runs:  # names are how tables, paths and figures tell runs apart
+        if RunSpec.parse(r.run_id) != r:
+            raise ValueError(f"run {r.run_id!r} does not name its parameters exactly")
+    labels = {(r.label, r.snapshot_every): r for r in runs}
+    if len(labels) != len(runs):
+        raise ValueError("two runs have the same label: " + ", ".join(r.run_id for r in runs))
+    return runs
 
 
 def sweep_schema() -> dict:
     """The JSON schema of the config's ``sweep:`` section, from the registry."""
     props = {
-        "policies": {"type": "array", "items": {"enum": list(REGISTRY)}, "default": list(REGISTRY),
+        "policies": {"type": "array", "items": {"enum": list(REGISTRY)}, "uniqueItems": True,
+                     "default": list(REGISTRY),
                      "description": "policies to run; " + " and ".join(n for n, i in REGISTRY.items() if i.always)
                      + " always run (savings are measured against them)"},
         "snapshot_every": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1,
+                           "uniqueItems": True,
                            "default": [1], "description": "replay every k-th snapshot time too (k = 1: all); "
                            "the first and last snapshot are always kept"},
         "host_mib": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1,
+                     "uniqueItems": True,
                      "default": [1024], "description": "host memory sizes for domains-per-host, MiB"},
     }
     for p in all_params():

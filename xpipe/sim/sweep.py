@@ -43,7 +43,7 @@ def replay_sweep(domains: list[DomainTrace], runs: Sequence[RunSpec], mix: str, 
         if spec == ORACLE:
             oracle_timeline = result.timeline
         peaks = prefix_peaks(domains, spec, result.timeline) if with_prefixes else None
-        summary = summarise(result.timeline, oracle_timeline, peaks, spec.info.saves_io, synthetic, host_mib)
+        summary = summarise(result.timeline, oracle_timeline, peaks, spec.info.has_area, synthetic, host_mib)
         own = {TIMELINE: result.timeline, TYPES: result.types, SUMMARY: summary,
                PREFIXES: prefix_table(peaks, host_mib) if peaks is not None else None}
         for table, df in own.items():

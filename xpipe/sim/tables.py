@@ -49,14 +49,13 @@ def run_key(spec: RunSpec, mix: str, capture: str, order: int) -> dict:
 def with_key(df: pl.DataFrame, table: Table, spec: RunSpec, mix: str, capture: str, order: int) -> pl.DataFrame:
     """``df`` (a table's own columns) with the run's key in front, cast to ``table``."""
     key = run_key(spec, mix, capture, order)
+    if clash := set(key) & set(df.columns):
+        raise ValueError(f"table {table.name}: columns {sorted(clash)} are the run key's")
     return table.conform(df.with_columns(pl.lit(v).alias(k) for k, v in key.items()))
 
 
-TIMELINE = Table(
-    "timeline",
-    "results/{experiment}/replay/{mix}/timeline.parquet",
-    "Per run, snapshot time and domain: the state after replaying up to that time (stage 3).",
-    RUN_KEY + (
+#: The replay's own columns of the timeline (xpipe.sim.replay writes them).
+TIMELINE_OWN = (
         Column("time_s", _F, "guest time, seconds"),
         Column("domain", _S, "domain id"),
         Column("private_pages", _I, "4 KiB pages only this domain's memory holds"),
@@ -67,7 +66,13 @@ TIMELINE = Table(
         Column("reads_issued", _I, "disk block reads that reached the disk since the previous time"),
         Column("reads_avoided", _I, "disk block reads served from the area since the previous time"),
         Column("cow_breaks", _I, "writes to shared pages since the previous time"),
-    ),
+)
+
+TIMELINE = Table(
+    "timeline",
+    "results/{experiment}/replay/{mix}/timeline.parquet",
+    "Per run, snapshot time and domain: the state after replaying up to that time (stage 3).",
+    RUN_KEY + TIMELINE_OWN,
 )
 
 SUMMARY = Table(
@@ -92,34 +97,57 @@ SUMMARY = Table(
         Column("io_reduction", _F, "reads_avoided / reads"),
         Column("io_reduction_ideal", _F, "share of reads whose content some domain read before"),
         Column("cow_breaks", _I, "writes to shared pages over the run"),
-        Column("area_hit_ratio", _F, "dsa: area hits / lookups (reads); else 0"),
+        Column("area_hit_ratio", _F, "a policy with a sharing area (dsa): hits / lookups (every lookup is a read); else 0"),
         Column("host_mib", _I, "configured host memory, MiB (one row per configured size)"),
         Column("domains_per_host", _I, "mix domains, in mix order, that fit in host_mib; null if not computed"),
     ),
+)
+
+#: The replay's own columns of the types table.
+TYPES_OWN = (
+        Column("page_type", _S, "page type of the saved frames"),
+        Column("scope", _S, "intra: every frame of the content is in one domain; inter: several"),
+        Column("pages_saved", _F, "frames mapped from shared memory minus shared pages kept, mean over times"),
 )
 
 TYPES = Table(
     "types",
     "results/{experiment}/replay/{mix}/types.parquet",
     "Pages saved by run, page type and scope, averaged over snapshot times (stage 3).",
-    RUN_KEY + (
-        Column("page_type", _S, "page type of the saved frames"),
-        Column("scope", _S, "intra: every frame of the content is in one domain; inter: several"),
-        Column("pages_saved", _F, "frames mapped from shared memory minus shared pages kept, mean over times"),
-    ),
+    RUN_KEY + TYPES_OWN,
+)
+
+#: xpipe.sim.metrics.prefix_table's columns.
+PREFIXES_OWN = (
+        Column("domains", _I, "k: the mix's first k domains, in mix order"),
+        Column("peak_footprint", _I, "peak footprint of those k domains, pages"),
+        Column("host_mib", _I, "configured host memory, MiB"),
+        Column("fits", _B, "peak_footprint <= host_mib in pages"),
 )
 
 PREFIXES = Table(
     "prefixes",
     "results/{experiment}/replay/{mix}/prefixes.parquet",
     "Peak footprint of the mix's first k domains, per run and host size: domains per host (stage 3).",
-    RUN_KEY + (
-        Column("domains", _I, "k: the mix's first k domains, in mix order"),
-        Column("peak_footprint", _I, "peak footprint of those k domains, pages"),
-        Column("host_mib", _I, "configured host memory, MiB"),
-        Column("fits", _B, "peak_footprint <= host_mib in pages"),
-    ),
+    RUN_KEY + PREFIXES_OWN,
 )
 
 #: The run tables, each one Parquet file per mix.
 TABLES = (SUMMARY, TIMELINE, TYPES, PREFIXES)
+
+
+def own_schema(columns: tuple[Column, ...]) -> dict:
+    return {c.name: c.dtype for c in columns}
+
+
+def _check_parameter_names() -> None:
+    """A policy parameter is a column of every run table and a key of the sweep: it
+    must not be named like another column or sweep key."""
+    own = {c.name for t in TABLES for c in t.columns} - {p.name for p in all_params()}
+    taken = own | {"policies", "snapshot_every", "host_mib"}
+    clash = sorted({p.name for p in all_params()} & taken)
+    if clash:
+        raise ValueError(f"policy parameters {clash} are named like run-table columns or sweep keys")
+
+
+_check_parameter_names()

@@ -6,7 +6,7 @@ import numpy as np
 
 from xpipe.hashing import PAGES_PER_MIB, ZERO_HASH
 from xpipe.sim.area import EVICTIONS, SharingArea
-from xpipe.sim.policy import FILE_TYPES, Param, Policy, PolicyInfo, register
+from xpipe.sim.policy import FILE_TYPES, Param, Policy, PolicyInfo, number, register
 
 
 class DesignatedArea(Policy):
@@ -20,7 +20,6 @@ class DesignatedArea(Policy):
     leaves them private copies (they count as private from the next step).
     """
 
-    name = "dsa"
 
     def __init__(self, area_pages: int, eviction: str, admit_zero: bool, universe: np.ndarray,
                  max_accesses: int):
@@ -67,14 +66,14 @@ def _whole_pages(area_mib: float) -> str | None:
 
 def _label(p: dict) -> str:
     zero = " + zero page" if p["admit_zero"] else ""
-    return f"dsa {p['eviction'].upper()} {p['area_mib']:g} MiB{zero}"
+    return f"dsa {p['eviction'].upper()} {number(p['area_mib'])} MiB{zero}"
 
 
 register(PolicyInfo(
     name="dsa", doc="the designated sharing area: disk-read contents shared once, evicted by a rule",
     factory=lambda p, ctx: DesignatedArea(area_pages(p["area_mib"]), p["eviction"], p["admit_zero"],
                                           ctx.universe, ctx.max_accesses),
-    label=_label, colour="#d62728", order=3, saves_io=True,
+    label=_label, colour="#d62728", order=3, has_area=True,
     params=(
         Param("eviction", str, "", "the area's eviction rule", default=tuple(EVICTIONS), choices=tuple(EVICTIONS)),
         Param("area_mib", float, "MiB", "the sharing area's size", default=(1, 4, 16, 64), token="{}mib",

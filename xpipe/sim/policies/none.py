@@ -8,7 +8,6 @@ from xpipe.sim.policy import Policy, PolicyInfo, register
 
 
 class NoSharing(Policy):
-    name = "none"
 
     def share(self, f):
         return np.zeros(len(f.hashes), dtype=bool), 0, 0

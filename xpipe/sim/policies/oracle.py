@@ -11,7 +11,6 @@ class Oracle(Policy):
     """Every content held by two or more frames is kept once, at every time;
     every read of a content read before is avoided."""
 
-    name = "oracle"
 
     def __init__(self, n_ids: int):
         super().__init__()
@@ -35,5 +34,5 @@ class Oracle(Policy):
 register(PolicyInfo(
     name="oracle", doc="every content held by two or more frames kept once; every repeat read avoided",
     factory=lambda params, ctx: Oracle(len(ctx.universe)), label=lambda params: "oracle (ideal)",
-    colour="#2ca02c", order=9, always=True, saves_io=True,
+    colour="#2ca02c", order=9, always=True,
 ))

@@ -18,14 +18,15 @@ class Scanner(Policy):
     one page. Content is constant between snapshots, so a frame visited twice
     within one interval is mergeable. No disk read is saved.
 
-    ``start``: "boot" scans from guest time 0, over the first snapshot's content
-    (the only content known before it); "snapshot" starts at the first snapshot,
-    so nothing is merged yet at that time.
+    ``start``: "boot" scans from guest time 0 to the first snapshot time, over
+    the first snapshot's content (the only content known before it), and only
+    over the domains present then (a domain that starts later is scanned from its
+    first snapshot); "snapshot" starts at the first snapshot, so nothing is merged
+    yet at that time.
     """
 
-    name = "scan"
 
-    def __init__(self, pages_per_s: int, start: str = "snapshot"):
+    def __init__(self, pages_per_s: int, start: str):
         super().__init__()
         if pages_per_s <= 0:
             raise ValueError(f"scan rate must be > 0 pages/s, got {pages_per_s}")
@@ -73,15 +74,16 @@ class Scanner(Policy):
             self._mergeable = np.zeros(n, dtype=bool)
             cow = np.zeros(n, dtype=bool)
             if self.start == "boot":
-                self._content = f.hashes
+                self._content = f.hashes.copy()
                 self._scan_interval(f.present, f.time_s)
         else:
             self._scan_interval(self._prev_present, f.dt_s)
             merged_before, _ = groups_of_two_or_more(self._content, self._mergeable & self._prev_present)
             cow = merged_before & f.changed
             self._mergeable &= ~f.changed
-        self._content = f.hashes
-        self._prev_present = f.present
+        # copies: the replay overwrites its frame arrays in place at the next step
+        self._content = f.hashes.copy()
+        self._prev_present = f.present.copy()
         mapped, groups = groups_of_two_or_more(f.hashes, self._mergeable & f.present)
         return Shared(mapped, groups, 0, cow)
 

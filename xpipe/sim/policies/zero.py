@@ -9,7 +9,6 @@ from xpipe.sim.policy import Policy, PolicyInfo, register
 class ZeroPages(Policy):
     """Only zero pages share, all on one host zero page."""
 
-    name = "zero"
 
     def share(self, f):
         mapped = f.present & (f.hashes == ZERO_HASH)
