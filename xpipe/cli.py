@@ -4,6 +4,7 @@
     xpipe policies                 the sharing policies, their parameters and run ids
     xpipe query "SQL"              run SQL against an experiment's results/NAME/xpipe.duckdb
     xpipe hash DUMP -o PAGES.parquet   page hashes and types of one memory dump
+    xpipe inspect FILE...          what each trace or dump is, and whether it is whole
     xpipe synth OUT                write a SYNTHETIC capture bundle
     xpipe capture ...              record a real capture (QEMU guests)
     xpipe validate-ksm ...         compare predicted sharing with the kernel's KSM
@@ -101,6 +102,19 @@ def _hash(args) -> int:
     return 0
 
 
+def _inspect(args) -> int:
+    from xpipe.inspect import inspect
+
+    bad = 0
+    for f in args.files:
+        try:
+            print(inspect(f, args.format))
+        except InputError as e:
+            print(f"xpipe inspect: {e}", file=sys.stderr)
+            bad += 1
+    return 1 if bad else 0
+
+
 def _synth(args) -> int:
     from xpipe.synthetic import SyntheticSpec, write_synthetic_bundle
 
@@ -147,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--kpageflags", help="the guest's /proc/kpageflags copy, for page types")
     h.add_argument("--threads", type=int, default=0, help="hashing threads (0: one per core)")
     h.set_defaults(func=_hash)
+
+    from xpipe.inspect import FORMATS
+
+    i = sub.add_parser("inspect", help="what each trace or dump is and whether it is whole (reads it all)")
+    i.add_argument("files", nargs="+", help="memory dumps, compact page-hash files, QEMU read traces")
+    i.add_argument("--format", choices=tuple(FORMATS), help="the format, instead of detecting it")
+    i.set_defaults(func=_inspect)
 
     s = sub.add_parser("synth", help="write a SYNTHETIC capture bundle (for tests and scale runs)")
     s.add_argument("out", help="folder to write the bundle to")

@@ -237,6 +237,7 @@ def sharing_matrix(df: pd.DataFrame, out: Path) -> None:
         m = d.pivot(index="domain_a", columns="domain_b", values="shared_mib").reindex(index=doms, columns=doms)
         sns.heatmap(m, annot=True, fmt=".1f", cmap="Greens", ax=ax, cbar_kws={"label": "shared (MiB)"},
                     annot_kws={"fontsize": "small"})
+        ax.grid(False)
         ax.set(title=f"capture: {capture}", xlabel="domain", ylabel="domain")
     fig.suptitle(_title("Memory each pair of domains holds in common at the last snapshot\n"
                         "(zero and free pages left out)", df))

@@ -1,0 +1,115 @@
+"""`xpipe inspect`: what a trace file is and whether it is whole, before a long run.
+
+Each format is detected from the file's first bytes (or named with --format)
+and read whole by the reader the workflow uses for it, so a file that inspects
+clean normalises clean. A bad file gives the reader's one-line InputError.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from xpipe.errors import InputError
+from xpipe.hashing import PAGE_SIZE
+
+
+def _elf_sections(path: Path, head: bytes) -> set[str]:
+    """Section names of an ELF64 little-endian file (empty when there is no table)."""
+    if len(head) < 64 or head[4] != 2 or head[5] != 1:
+        return set()
+    shoff, = struct.unpack_from("<Q", head, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", head, 0x3A)
+    size = path.stat().st_size
+    if not shoff or shentsize < 64 or shstrndx >= shnum or shoff + shnum * shentsize > size:
+        return set()
+    with path.open("rb") as f:
+        f.seek(shoff + shstrndx * shentsize)
+        hdr = f.read(shentsize)
+        stroff, strsize = struct.unpack_from("<QQ", hdr, 0x18)
+        if stroff + strsize > size or strsize > 1 << 20:
+            return set()
+        f.seek(stroff)
+        names = f.read(strsize)
+    return {n.decode("ascii", "replace") for n in names.split(b"\0") if n}
+
+
+def _head(path: Path, n: int = 4096) -> bytes:
+    with path.open("rb") as f:
+        head = f.read(n)
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as g:
+                return g.read(n)
+        except (OSError, EOFError) as e:
+            raise InputError(path, None, f"expected a gzip file ({e})") from None
+    return head
+
+
+def detect(path: Path) -> str:
+    """The format of ``path`` from its first bytes and name."""
+    if not path.is_file():
+        raise InputError(path, None, "expected a file; " + ("not a regular file" if path.exists() else "no such file"))
+    head = _head(path)
+    if not head:
+        raise InputError(path, "offset 0", "expected a trace or dump, found an empty file")
+    if head[:4] == b"\x7fELF":
+        return "xen" if ".xen_pages" in _elf_sections(path, head) else "elf"
+    if head.startswith((b"makedumpfile", b"KDUMP   ")):
+        return "kdump"
+    if b"blk_co_preadv" in head:
+        return "qemu-blk"
+    if path.name.endswith((".xxh", ".xxh.gz")):
+        return "compact"
+    if path.stat().st_size % PAGE_SIZE == 0:
+        return "raw"
+    raise InputError(path, "offset 0", f"expected one of the formats {', '.join(FORMATS)}; name it with --format")
+
+
+def _snapshot(kind: str) -> Callable[[Path], str]:
+    def describe(path: Path) -> str:
+        from xpipe.readers.registry import SNAPSHOT_READERS
+
+        if kind not in SNAPSHOT_READERS:
+            raise InputError(path, None, f"no reader for {kind!r} in this version of xpipe")
+        gfn, h = SNAPSHOT_READERS[kind](path, 0)
+        span = f", frames {int(gfn.min()):,}-{int(gfn.max()):,}" if len(gfn) else ""
+        return (f"{len(gfn):,} frames ({len(gfn) * PAGE_SIZE / 2**20:,.1f} MiB){span}, "
+                f"{len(np.unique(h)):,} distinct contents, hash xxh3-64")
+
+    return describe
+
+
+def _qemu_blk(path: Path) -> str:
+    from xpipe.readers.blktrace import read_blk_trace
+
+    t, off, n = read_blk_trace(path, 0.0)
+    if not len(t):
+        return "0 reads"
+    return (f"{len(t):,} reads, {int(n.sum()) / 2**20:,.1f} MiB, timestamps {t.min():.6f}-{t.max():.6f} s "
+            f"(epoch; {t.max() - t.min():.1f} s), offsets up to {int((off + n).max()):,} bytes")
+
+
+#: format -> what it reports, reading the whole file with the workflow's reader.
+FORMATS: dict[str, Callable[[Path], str]] = {
+    "raw": _snapshot("pmemsave"),
+    "elf": _snapshot("elf"),
+    "kdump": _snapshot("kdump"),
+    "xen": _snapshot("xen"),
+    "compact": _snapshot("pages"),
+    "qemu-blk": _qemu_blk,
+}
+
+
+def inspect(path: str | Path, fmt: str | None = None) -> str:
+    """One line on ``path``: its format and what it holds; InputError when it is not whole."""
+    path = Path(path)
+    if fmt is None:
+        fmt = detect(path)
+    elif fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    return f"{path}: {fmt}, {FORMATS[fmt](path)}"
