@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from elfcore import elf_core
+from test_xen import xen_core
 
 from xpipe.errors import InputError
 from xpipe.inspect import detect, inspect
@@ -37,6 +38,10 @@ def test_dumps_are_told_apart(tmp_path):
     core.write_bytes(elf_core([(0x2000, pages(1, 2))]))
     assert detect(core) == "elf"
     assert inspect(core).endswith("elf, 2 frames (0.0 MiB), frames 2-3, 2 distinct contents, hash xxh3-64")
+    xen = tmp_path / "m.core"  # built to Xen's format description (tests/test_xen.py)
+    xen.write_bytes(bytes(xen_core(pages(3, 0, 3), [7, 2, 9]).data))
+    assert detect(xen) == "xen"
+    assert inspect(xen).endswith("xen, 3 frames (0.0 MiB), frames 2-9, 2 distinct contents, hash xxh3-64")
 
 
 @pytest.mark.parametrize("name, content, message", [

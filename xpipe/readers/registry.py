@@ -10,6 +10,7 @@ import numpy as np
 
 from xpipe.readers.compact import read_page_hashes
 from xpipe.readers.memdump import read_elf_core, read_pmemsave
+from xpipe.readers.xen import read_xen_core
 
 #: (file, threads; 0 for one per core) -> (gfn, hash), frames in order.
 SnapshotReader = Callable[[Path, int], tuple[np.ndarray, np.ndarray]]
@@ -19,4 +20,5 @@ SNAPSHOT_READERS: dict[str, SnapshotReader] = {
     "pages": read_page_hashes,
     "pmemsave": read_pmemsave,
     "elf": read_elf_core,
+    "xen": read_xen_core,
 }
