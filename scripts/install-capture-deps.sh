@@ -22,6 +22,9 @@ PACKAGES=(
     gzip
     python3-pip
     graphviz            # dot, for `snakemake --dag | dot -Tsvg > dag.svg`
+    makedumpfile        # makedumpfile -R: the reference reassembly of flattened kdump files (tests)
+    liblzo2-2           # the LZO and snappy libraries QEMU's kdump writer uses, to build
+    libsnappy1v5        #   kdump-lzo / kdump-snappy test dumps where this QEMU cannot (tests)
 )
 
 missing=()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from xpipe.readers.compact import read_page_hashes
+from xpipe.readers.kdump import read_kdump
 from xpipe.readers.memdump import read_elf_core, read_pmemsave
 from xpipe.readers.xen import read_xen_core
 
@@ -20,5 +21,6 @@ SNAPSHOT_READERS: dict[str, SnapshotReader] = {
     "pages": read_page_hashes,
     "pmemsave": read_pmemsave,
     "elf": read_elf_core,
+    "kdump": read_kdump,
     "xen": read_xen_core,
 }
