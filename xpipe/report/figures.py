@@ -79,6 +79,12 @@ def _legend_right(ax, title: str) -> None:
     ax.legend(title=title, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
 
 
+def _finish(fig, title: str, df: pd.DataFrame, out: Path) -> None:
+    fig.suptitle(_title(title, df))
+    fig.tight_layout()
+    _save(fig, out)
+
+
 @figure(needs="runs at every snapshot")
 def savings(df: pd.DataFrame, out: Path) -> None:
     order, colours = runs_in_order(df)
@@ -108,9 +114,7 @@ def footprint_time(df: pd.DataFrame, out: Path) -> None:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, title="policy (lines that coincide overlap)", fontsize="small",
                loc="upper left", bbox_to_anchor=(1.0, 0.95))
-    fig.suptitle(_title("Host memory footprint over time", df))
-    fig.tight_layout()
-    _save(fig, out)
+    _finish(fig, "Host memory footprint over time", df, out)
 
 
 @figure(needs="dsa runs")
@@ -135,9 +139,7 @@ def area_size(df: pd.DataFrame, out: Path) -> None:
         for ax in (top, bottom):
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     _legend_right(axes[0][-1], "eviction / zero page\n(dashed: ideal, oracle)")
-    fig.suptitle(_title("Designated sharing area: I/O and memory against its size", df))
-    fig.tight_layout()
-    _save(fig, out)
+    _finish(fig, "Designated sharing area: I/O and memory against its size", df, out)
 
 
 @figure(needs="runs that share pages")
@@ -180,9 +182,7 @@ def domains_per_host(df: pd.DataFrame, out: Path) -> None:
         ax.set(title=mix, xlabel="domains on the host (mix order)", ylabel="peak host footprint (MiB)")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     _legend_right(axes[0][-1], "policy (star: domains that fit\nthe smallest host)")
-    fig.suptitle(_title("Peak footprint against the number of domains", df))
-    fig.tight_layout()
-    _save(fig, out)
+    _finish(fig, "Peak footprint against the number of domains", df, out)
 
 
 @figure(needs="more than one snapshot_every")
@@ -199,9 +199,7 @@ def snapshot_interval(df: pd.DataFrame, out: Path) -> None:
             ax.set(xlabel="snapshot interval (s)", ylabel=ylabel)
         axes[0][j].set_title(mix)
     _legend_right(axes[0][-1], "policy")
-    fig.suptitle(_title("How results move with the snapshot interval (same first and last snapshot)", df))
-    fig.tight_layout()
-    _save(fig, out)
+    _finish(fig, "How results move with the snapshot interval (same first and last snapshot)", df, out)
 
 
 @figure(needs="scan runs")
@@ -221,9 +219,7 @@ def scan_rate(df: pd.DataFrame, out: Path) -> None:
         ax.set(xscale="log", title=mix, xlabel="scan rate (pages/s)", ylabel="memory saved vs no sharing (%)")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     _legend_right(axes[0][-1], "scan starts at (dashed: other policies)")
-    fig.suptitle(_title("Scanning: memory saved against the scan rate", df))
-    fig.tight_layout()
-    _save(fig, out)
+    _finish(fig, "Scanning: memory saved against the scan rate", df, out)
 
 
 @figure(needs="per-page tables")
@@ -239,10 +235,8 @@ def sharing_matrix(df: pd.DataFrame, out: Path) -> None:
                     annot_kws={"fontsize": "small"})
         ax.grid(False)
         ax.set(title=f"capture: {capture}", xlabel="domain", ylabel="domain")
-    fig.suptitle(_title("Memory each pair of domains holds in common at the last snapshot\n"
-                        "(zero and free pages left out)", df))
-    fig.tight_layout()
-    _save(fig, out)
+    _finish(fig, "Memory each pair of domains holds in common at the last snapshot\n"
+            "(zero and free pages left out)", df, out)
 
 
 def no_data(name: str, needs: str, out: str | Path) -> None:

@@ -130,9 +130,10 @@ def expand_sweep(sweep: dict) -> list[RunSpec]:
     for r in runs:  # names are how tables, paths and figures tell runs apart
         if RunSpec.parse(r.run_id) != r:
             raise ValueError(f"run {r.run_id!r} does not name its parameters exactly")
-    labels = {(r.label, r.snapshot_every): r for r in runs}
-    if len(labels) != len(runs):
-        raise ValueError("two runs have the same label: " + ", ".join(r.run_id for r in runs))
+    seen: dict[tuple, RunSpec] = {}
+    for r in runs:
+        if (twin := seen.setdefault((r.label, r.snapshot_every), r)) is not r:
+            raise ValueError(f"runs {twin.run_id} and {r.run_id} have the same label {r.label!r}")
     return runs
 
 
