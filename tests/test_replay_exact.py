@@ -230,3 +230,39 @@ def test_scanner_breaks_what_it_had_merged(before, after, cow):
     assert int(tl["cow_breaks"].sum()) == cow
     # after the writes nothing is merged: the new contents were not seen twice yet
     assert int(tl.filter(pl.col("time_s") == 10.0)["shared_mapped"].sum()) == 0
+
+
+def _io_only(name, reads):
+    return DomainTrace(id=name, times=np.zeros(0), frames=0, load=lambda k: None,
+                       read_times=np.array([t for t, _ in reads], dtype=float),
+                       read_hashes=np.array([h for _, h in reads], dtype=np.uint64))
+
+
+@pytest.mark.parametrize("run_id, avoided", [
+    ("oracle", 2),  # B's x and y were read before
+    ("dsa-lru-0.00390625mib", 0),  # one slot: y evicts x, and B's x evicts y
+    ("dsa-lru-0.0078125mib", 2),  # two slots hold both
+    ("none", 0),
+])
+def test_io_only_domains_replay_their_reads_and_leave_memory_out(run_id, avoided):
+    # A reads x at 1 s and y at 2 s; B reads x at 3 s and y at 4 s; no memory snapshots.
+    doms = [_io_only("A", [(1.0, x), (2.0, y)]), _io_only("B", [(3.0, x), (4.0, y)])]
+    spec = RunSpec.parse(run_id)
+    tl = replay(doms, spec).timeline
+    assert int(tl["reads_avoided"].sum()) == avoided and int(tl["reads_issued"].sum()) == 4 - avoided
+    assert tl["private_pages"].sum() == 0 and tl["time_s"].unique().to_list() == [4.0]
+    oracle = replay(doms, RunSpec.parse("oracle")).timeline
+    row = summarise(tl, oracle, [(1, 0), (2, 0)], spec.info.has_area, False, [1]).row(0, named=True)
+    assert row["savings"] is None and row["domains_per_host"] is None
+    assert row["io_reduction"] == avoided / 4 and row["io_reduction_ideal"] == 0.5
+    assert row["left_out"] == "memory: the mix's domains have no memory snapshots"
+
+
+def test_memory_only_domains_leave_io_out():
+    doms = mix()
+    for d in doms:
+        d.read_times, d.read_hashes = np.zeros(0), np.zeros(0, dtype=np.uint64)
+    tl = replay(doms, RunSpec.parse("oracle")).timeline
+    row = summarise(tl, tl, None, False, False, [1]).row(0, named=True)
+    assert row["savings"] == pytest.approx(1 - 5 / 8) and row["io_reduction"] is None
+    assert row["left_out"] == "I/O: the mix's domains have no disk reads"

@@ -6,7 +6,7 @@ SELECT mix, run, label, snapshot_every, domains, synthetic,
        round(100 * share_of_oracle, 1) AS share_of_oracle_pct,
        round(100 * io_reduction, 1) AS io_reduction_pct,
        round(100 * io_reduction_ideal, 1) AS io_ideal_pct,
-       cow_breaks, host_mib, domains_per_host
+       cow_breaks, host_mib, domains_per_host, left_out
 FROM summary
 WHERE host_mib = (SELECT min(host_mib) FROM summary)
 ORDER BY mix, run_order

@@ -35,6 +35,10 @@ def _snapshot_loader(path: Path, cache: bool):
     return load
 
 
+def _no_snapshots(k: int):
+    raise IndexError(f"snapshot {k} of a domain without snapshots")
+
+
 def load_domain(pages: str | Path, reads: str | Path) -> DomainTrace:
     """A domain from its PAGES and READS Parquet files."""
     pages, reads = Path(pages), Path(reads)
@@ -45,8 +49,11 @@ def load_domain(pages: str | Path, reads: str | Path) -> DomainTrace:
         .sort("snapshot")
         .collect()
     )
-    if snaps.is_empty():
-        raise ValueError(f"{pages}: no snapshots")
+    if snaps.is_empty():  # an I/O-only domain: its reads, no frames
+        r = pl.read_parquet(reads, columns=["domain", "time_s", "hash"])
+        return DomainTrace(id=r["domain"][0] if len(r) else pages.stem, times=np.zeros(0),
+                           load=_no_snapshots, frames=0, read_times=r["time_s"].to_numpy(),
+                           read_hashes=r["hash"].to_numpy())
     if snaps["snapshot"].to_list() != list(range(len(snaps))):
         raise ValueError(f"{pages}: expected snapshots 0..{len(snaps) - 1}, found {snaps['snapshot'].to_list()}")
     r = pl.read_parquet(reads, columns=["time_s", "hash"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from xpipe.hashing import PAGES_PER_MIB
-from xpipe.sim.tables import PREFIXES_OWN, own_schema
+from xpipe.sim.tables import PREFIXES_OWN, SUMMARY_OWN, own_schema
 
 
 def per_time(timeline: pl.DataFrame) -> pl.DataFrame:
@@ -62,14 +62,21 @@ def summarise(timeline: pl.DataFrame, oracle_timeline: pl.DataFrame, prefix_peak
     t = per_time(timeline)
     # the oracle at the run's own times (a run may replay every k-th snapshot only)
     o = per_time(oracle_timeline).filter(pl.col("time_s").is_in(t["time_s"].implode()))
-    none_mean = float(t["footprint_none"].mean())
-    mean_fp = float(t["footprint"].mean())
-    savings = 1 - mean_fp / none_mean if none_mean else 0.0
-    oracle_savings = 1 - float(o["footprint"].mean()) / none_mean if none_mean else 0.0
+    none_mean = float(t["footprint_none"].mean() or 0.0)
+    mean_fp = float(t["footprint"].mean() or 0.0)
     issued, avoided = int(timeline["reads_issued"].sum()), int(timeline["reads_avoided"].sum())
     reads = issued + avoided
-    io_reduction = avoided / reads if reads else 0.0
     ideal = int(oracle_timeline["reads_avoided"].sum())
+    # a half the mix's traces lack is left out (null), with the reason, never a zero
+    left_out = []
+    if none_mean == 0:
+        left_out.append("memory: the mix's domains have no memory snapshots")
+    if reads == 0:
+        left_out.append("I/O: the mix's domains have no disk reads")
+    memory = none_mean > 0
+    savings = 1 - mean_fp / none_mean if memory else None
+    oracle_savings = 1 - float(o["footprint"].mean()) / none_mean if memory else None
+    io_reduction = avoided / reads if reads else None
     times = t["time_s"].to_numpy()
     interval = float(times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0
     rows = []
@@ -80,15 +87,16 @@ def summarise(timeline: pl.DataFrame, oracle_timeline: pl.DataFrame, prefix_peak
             "peak_footprint": int(t["footprint"].max()), "mean_footprint": mean_fp,
             "peak_footprint_reserved": int(t["footprint_reserved"].max()),
             "mean_footprint_none": none_mean, "savings": savings,
-            "savings_reserved": 1 - float(t["footprint_reserved"].mean()) / none_mean if none_mean else 0.0,
+            "savings_reserved": 1 - float(t["footprint_reserved"].mean()) / none_mean if memory else None,
             "oracle_savings": oracle_savings,
-            "share_of_oracle": savings / oracle_savings if oracle_savings > 0 else 1.0,
+            "share_of_oracle": (savings / oracle_savings if oracle_savings > 0 else 1.0) if memory else None,
             "reads": reads, "reads_avoided": avoided,
             "io_reduction": io_reduction,
-            "io_reduction_ideal": ideal / reads if reads else 0.0,
+            "io_reduction_ideal": ideal / reads if reads else None,
             "cow_breaks": int(timeline["cow_breaks"].sum()),
-            "area_hit_ratio": io_reduction if has_area else 0.0,  # every lookup is a read
+            "area_hit_ratio": (io_reduction if has_area else 0.0) if reads else None,  # every lookup is a read
             "host_mib": h,
-            "domains_per_host": domains_per_host(prefix_peaks, h) if prefix_peaks is not None else None,
+            "domains_per_host": domains_per_host(prefix_peaks, h) if prefix_peaks is not None and memory else None,
+            "left_out": "; ".join(left_out) or None,
         })
-    return pl.DataFrame(rows)
+    return pl.DataFrame(rows, schema=own_schema(SUMMARY_OWN))

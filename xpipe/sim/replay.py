@@ -9,6 +9,9 @@ At each snapshot time t (the union of all domains' snapshot times) the replay
 3. records, per domain, private frames, frames mapped from shared memory,
    reads issued and avoided, COW breaks; per time, pages shared memory holds.
 
+A domain with no snapshots (an I/O-only trace) has no frames and only reads;
+a mix of such domains is replayed at one time, after its last read.
+
 Only one time's frames are in memory at once, so a mix's size is bounded by
 its largest single time, not by its number of snapshots.
 """
@@ -85,6 +88,8 @@ def replay(domains: Sequence[DomainTrace], spec: RunSpec, with_types: bool = Tru
     kept = [kept_snapshots(d.times, spec.snapshot_every) for d in domains]
     times = np.unique(np.concatenate([d.times[k] for d, k in zip(domains, kept)]))
     r_time, r_dom, r_hash = _merged_reads(domains)
+    if not len(times):  # I/O-only domains: one time, after every read, with no frames
+        times = np.array([r_time.max() if len(r_time) else 0.0])
     universe, r_ids = dense_ids(np.append(r_hash, ZERO_HASH))  # = np.unique(..., return_inverse=True)
     r_ids = r_ids[:-1].astype(np.int64, copy=False)
     policy = spec.make_policy(P.ReplayContext(universe, len(r_ids) + len(times)))

@@ -75,11 +75,8 @@ TIMELINE = Table(
     RUN_KEY + TIMELINE_OWN,
 )
 
-SUMMARY = Table(
-    "summary",
-    "results/{experiment}/replay/{mix}/summary.parquet",
-    "One row per run and host size (stage 3). Footprints in 4 KiB pages, over snapshot times.",
-    RUN_KEY + (
+#: xpipe.sim.metrics.summarise's columns.
+SUMMARY_OWN = (
         Column("domains", _I, "domains in the mix"),
         Column("snapshots", _I, "snapshot times replayed"),
         Column("snapshot_interval_s", _F, "mean time between the snapshot times replayed, seconds"),
@@ -99,8 +96,18 @@ SUMMARY = Table(
         Column("cow_breaks", _I, "writes to shared pages over the run"),
         Column("area_hit_ratio", _F, "a policy with a sharing area (dsa): hits / lookups (every lookup is a read); else 0"),
         Column("host_mib", _I, "configured host memory, MiB (one row per configured size)"),
-        Column("domains_per_host", _I, "mix domains, in mix order, that fit in host_mib; null if not computed"),
-    ),
+        Column("domains_per_host", _I, "mix domains, in mix order, that fit in host_mib; null if not computed "
+               "or the mix has no memory"),
+        Column("left_out", _S, "the analyses left out (their columns null) because the mix's traces lack "
+               "memory snapshots or disk reads, and why; null when nothing is"),
+)
+
+SUMMARY = Table(
+    "summary",
+    "results/{experiment}/replay/{mix}/summary.parquet",
+    "One row per run and host size (stage 3). Footprints in 4 KiB pages, over snapshot times. Memory "
+    "columns are null for a mix without memory snapshots, I/O columns for one without reads (left_out says).",
+    RUN_KEY + SUMMARY_OWN,
 )
 
 #: The replay's own columns of the types table.

@@ -4,5 +4,5 @@ SELECT mix, run, label, run_order, eviction, admit_zero, area_mib, synthetic,
        100 * io_reduction AS io_reduction_pct, 100 * io_reduction_ideal AS io_ideal_pct,
        100 * savings AS savings_pct, 100 * oracle_savings AS oracle_savings_pct
 FROM headline
-WHERE policy = 'dsa'
+WHERE policy = 'dsa' AND io_reduction IS NOT NULL  -- null: the mix has no disk reads
 ORDER BY mix, run_order
