@@ -87,8 +87,8 @@ def test_kind_auto_and_forced_agree(tmp_path):
 def test_kpageflags_give_page_types(tmp_path, threads):
     data = random_pages(6, zero_every=5)  # pages 0 and 5 are zero
     (tmp_path / "d.raw").write_bytes(data)
-    flags = [1 << KPF["BUDDY"], 1 << KPF["ANON"], 1 << KPF["SLAB"], 0, 1 << KPF["PGTABLE"]]
-    (tmp_path / "d.kpf").write_bytes(np.array(flags, dtype="<u8").tobytes())  # no flags for frame 5
+    flags = [1 << KPF["BUDDY"], 1 << KPF["ANON"], 1 << KPF["SLAB"], 0, 1 << KPF["PGTABLE"], 1 << KPF["NOPAGE"]]
+    (tmp_path / "d.kpf").write_bytes(np.array(flags, dtype="<u8").tobytes())  # frame 5 past max_pfn
     hash_dump(tmp_path / "d.raw", tmp_path / "out.parquet", kpageflags=tmp_path / "d.kpf", threads=threads)
     types = pl.read_parquet(tmp_path / "out.parquet")["page_type"].to_list()
     assert types == ["free", "anonymous", "slab", "unknown", "pagetable", "zero"]

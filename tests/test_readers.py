@@ -15,6 +15,7 @@ from xpipe.readers.blktrace import read_blk_trace
 from xpipe.readers.compact import read_u64
 from xpipe.readers.manifest import load_manifest
 from xpipe.readers.memdump import read_elf_core, read_pmemsave
+from xpipe.readers.registry import SNAPSHOT_READERS
 
 
 def pages(*fills):
@@ -109,7 +110,12 @@ def test_manifest_loads(tmp_path):
     ({"disk": "nope"}, r"domains\[0\].disk: expected one of the disks"),
     # the kinds a manifest accepts are the reader registry's
     ({"snapshots": [{"time_s": 1, "vmcore": "s0.xxh"}]},
-     r"domains\[0\].snapshots\[0\]: expected exactly one of pages, pmemsave, elf"),
+     r"domains\[0\].snapshots\[0\].vmcore: unknown key \(known: time_s, "
+     + ", ".join(SNAPSHOT_READERS)),
+    ({"snapshots": [{"time_s": 1}]},
+     r"domains\[0\].snapshots\[0\]: expected exactly one of " + ", ".join(SNAPSHOT_READERS)),
+    ({"snapshots": [{"time_s": 1, "pages": "s0.xxh", "pmemsave": "s0.xxh"}]},
+     r"domains\[0\].snapshots\[0\]: expected exactly one of " + ", ".join(SNAPSHOT_READERS)),
 ])
 def test_manifest_errors_name_the_key(tmp_path, change, message):
     with pytest.raises(InputError, match=message):
@@ -129,7 +135,9 @@ def test_normalise_frames_from_every_snapshot_kind(tmp_path):
     (tmp_path / "s0.raw").write_bytes(mem)
     (tmp_path / "s1.elf").write_bytes(elf_core([(0, mem)]))
     write_u64(tmp_path / "s2.xxh.gz", hash_pages(mem))
-    write_u64(tmp_path / "s2.kpf", np.full(200, 1 << 10, dtype=np.uint64))  # shorter than RAM
+    kpf = np.full(256, 1 << 20, dtype=np.uint64)  # frames past the guest's max_pfn: NOPAGE
+    kpf[:200] = 1 << 10
+    write_u64(tmp_path / "s2.kpf", kpf)
     d = {"id": "a", "workload": "idle", "memory_mib": 1, "snapshots": [
         {"time_s": 1, "pmemsave": "s0.raw"}, {"time_s": 2, "elf": "s1.elf"},
         {"time_s": 3, "pages": "s2.xxh.gz", "kpageflags": "s2.kpf"}]}
@@ -139,7 +147,7 @@ def test_normalise_frames_from_every_snapshot_kind(tmp_path):
     want = hash_pages(mem).tolist()
     assert [per_snap[(k,)]["hash"].to_list() for k in range(3)] == [want] * 3
     flags = per_snap[(2,)]["kpageflags"]
-    assert flags[:200].to_list() == [1 << 10] * 200 and flags[200:].null_count() == 56
+    assert flags.to_list() == kpf.tolist() and flags.null_count() == 0
 
 
 def test_normalise_frames_wrong_size(tmp_path):

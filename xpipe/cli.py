@@ -53,10 +53,18 @@ def _describe(args) -> int:
     print()
     db = _database(args)
     if db.exists():
+        import duckdb
+
         from xpipe.report.db import query
 
+        try:
+            tables = query(db, "SELECT table_name, table_type FROM information_schema.tables ORDER BY 1")
+        except duckdb.Error as e:  # not a DuckDB database, or one this duckdb cannot read
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"xpipe describe: {db}: {first}", file=sys.stderr)
+            return 2
         print(f"{db}:")
-        print(query(db, "SELECT table_name, table_type FROM information_schema.tables ORDER BY 1"))
+        print(tables)
     else:
         print(_missing_database(db))
     return 0
@@ -116,10 +124,15 @@ def _inspect(args) -> int:
 
 
 def _synth(args) -> int:
-    from xpipe.synthetic import SyntheticSpec, write_synthetic_bundle
+    from xpipe.synthetic import SpecError, SyntheticSpec, write_synthetic_bundle
 
     given = {"memory_mib": args.memory_mib, "seed": args.seed}
-    spec = SyntheticSpec(**{k: v for k, v in given.items() if v is not None})
+    try:
+        spec = SyntheticSpec(**{k: v for k, v in given.items() if v is not None})
+    except SpecError as e:  # checked before anything is written
+        option = f"--{e.field.replace('_', '-')}" if e.field in given else e.field
+        print(f"xpipe synth: {option}: {e.expected}", file=sys.stderr)
+        return 2
     print(write_synthetic_bundle(args.out, spec))
     return 0
 

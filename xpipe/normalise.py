@@ -12,7 +12,7 @@ from xpipe.bundle import disk_block_hashes
 from xpipe.errors import InputError
 from xpipe.hashing import PAGES_PER_MIB
 from xpipe.readers.blktrace import read_blk_trace
-from xpipe.readers.compact import align_kpageflags, read_u64
+from xpipe.readers.compact import read_kpageflags, read_u64
 from xpipe.readers.manifest import Disk, Domain, Manifest
 from xpipe.readers.registry import SNAPSHOT_READERS
 from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, REQUESTS
@@ -32,10 +32,10 @@ def normalise_disk(disk: Disk, threads: int = 0) -> pl.DataFrame:
 def frame_table(domain: str, snapshot: int, time_s: float, gfn: np.ndarray, hashes: np.ndarray,
                 kpageflags: Path | None) -> pl.DataFrame:
     """One snapshot's FRAMES rows, with each frame's flags from the kpageflags file when given
-    (null for frames it does not cover)."""
+    (which must hold one word per frame: xpipe.readers.compact.check_kpageflags)."""
     flags = pl.repeat(None, len(gfn), dtype=pl.UInt64, eager=True)
     if kpageflags is not None:
-        values, known = align_kpageflags(gfn, read_u64(kpageflags))
+        values, known = read_kpageflags(kpageflags, gfn)
         flags = pl.Series(values, dtype=pl.UInt64).set(pl.Series(~known), None)
     return pl.DataFrame({"domain": domain, "snapshot": snapshot, "time_s": time_s, "gfn": gfn,
                          "hash": hashes, "kpageflags": flags}, schema=FRAMES.schema)

@@ -16,12 +16,15 @@ cache is not read again (traces hold page-cache misses only).
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from xpipe.bundle import PAGE_SIZE, write_manifest, write_u64
+from xpipe.errors import InputError
 from xpipe.hashing import PAGES_PER_MIB, ZERO_HASH
 from xpipe.pagetypes import KPF
 
@@ -31,8 +34,40 @@ _LRU = 1 << 5
 _F = {k: np.uint64(1 << v) for k, v in KPF.items()}
 
 
+class SpecError(InputError):
+    """A SyntheticSpec field that cannot make a bundle xpipe reads: ``field`` names it.
+
+    An InputError, so the workflow and the CLI report it on one line; a caller
+    that knows where the value came from (a config key, an option) may say so
+    with ``field`` and ``expected``.
+    """
+
+    def __init__(self, field: str, expected: str):
+        super().__init__("SyntheticSpec", field, expected)
+        self.field = field
+
+
+#: Names of disk regions of the generator's model (xpipe.synthetic._disk_layout), not workloads.
+_REGIONS = ("boot", "code")
+#: Blocks of its own region each workload needs: its reads are runs of 16 blocks.
+_MIN_WORKLOAD_BLOCKS = 16
+_WORKLOAD = re.compile(r"[A-Za-z0-9_.-]+")  # a domain id is WORKLOAD-N (xpipe.readers.manifest)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _disk_fits(disk_mib: int, workloads: int) -> bool:
+    """Whether each workload gets its _MIN_WORKLOAD_BLOCKS of the disk (layout of _disk_layout)."""
+    blocks = disk_mib * PAGES_PER_MIB
+    return (blocks - blocks // 4) // workloads >= _MIN_WORKLOAD_BLOCKS
+
+
 @dataclass(frozen=True)
 class SyntheticSpec:
+    """What the generator writes; every field is checked when the spec is made (SpecError)."""
+
     workloads: tuple[str, ...] = ("sqlite", "web", "compress", "compile", "idle")
     domains_per_workload: tuple[int, ...] = (2, 2, 1, 1, 1)
     memory_mib: int = 64
@@ -41,9 +76,53 @@ class SyntheticSpec:
     seed: int = 1
     compress: bool = True  # gzip the compact files (small bundles); off for scale runs
 
+    def __post_init__(self) -> None:
+        for name in ("memory_mib", "disk_mib"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise SpecError(name, f"expected a whole number of MiB, 1 or more; got {v!r}")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise SpecError("seed", f"expected a whole number, 0 or more; got {self.seed!r}")
+        if not isinstance(self.compress, (bool, np.bool_)):
+            raise SpecError("compress", f"expected true or false; got {self.compress!r}")
+        ws, ns, ts = self.workloads, self.domains_per_workload, self.snapshot_times_s
+        if not isinstance(ws, (tuple, list)) or not ws:
+            raise SpecError("workloads", f"expected a tuple of one or more workload names; got {ws!r}")
+        for w in ws:
+            if not isinstance(w, str) or not _WORKLOAD.fullmatch(w) or w in _REGIONS:
+                raise SpecError("workloads", f"expected names of letters, digits, _.- other than "
+                                             f"{' and '.join(_REGIONS)}; got {w!r}")
+        if len(set(ws)) != len(ws):
+            raise SpecError("workloads", f"expected distinct names; got {ws!r}")
+        # one count per workload: checked where the two are paired (check_pairs), so that a
+        # config reader constructing a spec can name its own key for a mismatch
+        if not isinstance(ns, (tuple, list)) or not all(_is_int(n) and n >= 0 for n in ns) or sum(ns) < 1:
+            raise SpecError("domains_per_workload",
+                            f"expected counts of 0 or more, one domain at least in all; got {ns!r}")
+        if not isinstance(ts, (tuple, list)) or not ts or not all(
+                isinstance(t, (int, float, np.integer, np.floating)) and not isinstance(t, (bool, np.bool_))
+                and math.isfinite(t) and t > 0 for t in ts):
+            raise SpecError("snapshot_times_s", f"expected one or more finite times above 0 s; got {ts!r}")
+        if list(ts) != sorted(set(ts)):
+            raise SpecError("snapshot_times_s", f"expected strictly increasing times; got {ts!r}")
+        if not _disk_fits(self.disk_mib, len(ws)):
+            need = max(1, len(ws) * _MIN_WORKLOAD_BLOCKS * 4 // 3 // PAGES_PER_MIB)
+            while not _disk_fits(need, len(ws)):
+                need += 1
+            raise SpecError("disk_mib", f"expected a disk of at least {need} MiB for {len(ws)} workloads; "
+                                        f"got {self.disk_mib}")
+
+
+def check_pairs(spec: SyntheticSpec) -> None:
+    """SpecError unless ``spec`` has one domain count per workload."""
+    if len(spec.domains_per_workload) != len(spec.workloads):
+        raise SpecError("domains_per_workload", f"expected one count per workload ({len(spec.workloads)}); "
+                                                f"got {tuple(spec.domains_per_workload)!r}")
+
 
 def domain_ids(spec: SyntheticSpec) -> list[str]:
     """The ids of the domains ``write_synthetic_bundle(spec)`` writes, in order."""
+    check_pairs(spec)
     return [f"{w}-{i + 1}" for w, n in zip(spec.workloads, spec.domains_per_workload) for i in range(n)]
 
 
@@ -145,10 +224,9 @@ def _trace_lines(blocks: np.ndarray, times: np.ndarray, epoch: float) -> str:
 
 def write_synthetic_bundle(out: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
     """Write a synthetic capture bundle to ``out``; returns the manifest path."""
+    check_pairs(spec)  # every other field was checked when the spec was made
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if len(spec.workloads) != len(spec.domains_per_workload):
-        raise ValueError("workloads and domains_per_workload must have the same length")
     rng = np.random.default_rng(spec.seed)
     disk, ranges = _disk_layout(rng, spec.disk_mib * PAGES_PER_MIB, spec.workloads)
     gz = ".gz" if spec.compress else ""

@@ -6,21 +6,32 @@ xpipe.bundle writes them.
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from xpipe.errors import InputError
 
+#: /proc/kpageflags defines bits 0-26 and, for kernel hackers, 32-41 (KPF_ARCH_2);
+#: bits 48-63 are never set. A page hash has one of them set with odds 1 - 2**-16,
+#: so a page-hash file given as kpageflags fails here on its first word.
+KPF_UNUSED_BITS = np.uint64(0xFFFF << 48)
+
 
 def read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when its name ends in ``.gz``."""
+    """The file's bytes, gunzipped when its name ends in ``.gz``.
+
+    A damaged gzip file (bad header, corrupt deflate stream, bad CRC, cut short)
+    is an InputError naming the file, whatever layer of gzip/zlib notices it.
+    """
+    path = Path(path)
     if path.suffix == ".gz":
         try:
             with gzip.open(path, "rb") as f:
                 return f.read()
-        except (OSError, EOFError) as e:
-            raise InputError(path, None, f"expected a gzip file ({e})") from None
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+            raise InputError(path, None, f"expected a whole gzip file ({type(e).__name__}: {e})") from None
     return path.read_bytes()
 
 
@@ -42,12 +53,54 @@ def read_page_hashes(path: Path, threads: int = 0) -> tuple[np.ndarray, np.ndarr
     return np.arange(len(h), dtype=np.int64), h
 
 
-def align_kpageflags(gfn: np.ndarray, kpageflags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(flags, known) of each frame in ``gfn`` from a /proc/kpageflags copy (one u64 per frame).
+def kpageflags_words(gfn: np.ndarray) -> int:
+    """How many kpageflags words a snapshot of frames ``gfn`` needs: one per frame
+    number from 0 to the highest (/proc/kpageflags is indexed by frame number, so
+    an ELF core's holes have words too)."""
+    return int(gfn.max()) + 1 if len(gfn) else 0
 
-    kpageflags covers frames up to the guest's max_pfn, which may stop short of
-    the last frames or run past them: frames beyond have no flags (known False,
-    flags 0).
+
+def check_kpageflags(path: str | Path, kpageflags: np.ndarray, gfn: np.ndarray) -> None:
+    """InputError unless ``kpageflags`` (read from ``path``) holds exactly one
+    kpageflags word per frame of the snapshot of frames ``gfn``.
+
+    A shorter or longer file is refused, not padded: flags of another guest or
+    another snapshot, or a cut copy, would otherwise type pages silently. A guest
+    whose max_pfn stops short of its RAM has its missing frames stored as
+    KPF_NOPAGE, as xpipe capture does (docs/capture-bundle.md).
+    """
+    want = kpageflags_words(gfn)
+    if len(kpageflags) != want:
+        raise InputError(
+            path, f"offset {min(len(kpageflags), want) * 8}",
+            f"expected one u64 kpageflags word per guest frame 0..{want - 1} ({want} words, "
+            f"{want * 8} bytes), found {len(kpageflags)} words; frames past the guest's max_pfn "
+            "are stored as KPF_NOPAGE (bit 20)",
+        )
+    bad = np.flatnonzero(kpageflags & KPF_UNUSED_BITS)
+    if len(bad):
+        raise InputError(
+            path, f"offset {int(bad[0]) * 8}",
+            f"expected kpageflags words (bits 48-63 unused), found {int(kpageflags[bad[0]]):#018x} "
+            "(a page-hash file?)",
+        )
+
+
+def read_kpageflags(path: str | Path, gfn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(flags, known) of each frame in ``gfn`` from a /proc/kpageflags copy, checked by
+    check_kpageflags: one word per frame number up to the snapshot's last."""
+    path = Path(path)
+    kpf = read_u64(path)
+    check_kpageflags(path, kpf, gfn)
+    return align_kpageflags(gfn, kpf)
+
+
+def align_kpageflags(gfn: np.ndarray, kpageflags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(flags, known) of each frame in ``gfn`` from kpageflags indexed by frame number.
+
+    Frames beyond the array have no flags (known False, flags 0). Readers check
+    the array first (check_kpageflags), so from a file every frame is known;
+    this stays total for callers that build arrays themselves.
     """
     known = gfn < len(kpageflags)
     if not len(kpageflags):

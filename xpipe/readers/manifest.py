@@ -1,7 +1,15 @@
-"""The capture manifest (docs/capture-bundle.md): which domains, which files."""
+"""The capture manifest (docs/capture-bundle.md): which domains, which files.
+
+Every key is checked: a key the format does not define (a typo such as
+``kpagefalgs``) is an error that says which key was probably meant, at every
+level, so nothing a manifest says is dropped silently.
+"""
 
 from __future__ import annotations
 
+import codecs
+import difflib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,10 +17,17 @@ from pathlib import Path
 import yaml
 
 from xpipe.bundle import FORMAT, PAGE_SIZE
-from xpipe.readers.registry import SNAPSHOT_READERS
 from xpipe.errors import InputError
+from xpipe.readers.registry import SNAPSHOT_READERS
 
-_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ID = re.compile(r"[A-Za-z0-9_.-]+")  # fullmatch: "a\n" is no id
+
+#: The keys each level of a manifest may hold (docs/capture-bundle.md). A
+#: snapshot also holds exactly one key of SNAPSHOT_READERS (its kind).
+TOP_KEYS = ("format", "synthetic", "description", "page_size", "disks", "domains")
+DISK_KEYS = ("block_hashes", "image", "size_bytes")
+DOMAIN_KEYS = ("id", "workload", "memory_mib", "disk", "reads", "reads_start_epoch_s", "console", "snapshots")
+SNAPSHOT_KEYS = ("time_s", "kpageflags", "taken_at_s", "guest_uptime_s", "raw_dump")  # + the kinds
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,20 @@ class Manifest:
         raise KeyError(f"{self.path}: no domain {domain_id!r}")
 
 
+class _Loader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
 class _Reader:
     """Typed access to YAML values that names the key path on error."""
 
@@ -63,8 +92,24 @@ class _Reader:
         self.path = path
         self.root = path.parent
 
-    def fail(self, where: str, expected: str):
-        raise InputError(self.path, where, expected)
+    def fail(self, where: str | None, expected: str):
+        raise InputError(self.path, where or None, expected)
+
+    def mapping(self, value, where: str, what: str) -> dict:
+        if not isinstance(value, dict):
+            self.fail(where, f"expected a mapping with {what}, got {_short(value)}")
+        return value
+
+    def known(self, d: dict, where: str, keys) -> None:
+        """Every key of ``d`` is one of ``keys``, else an error naming it and what was meant."""
+        keys = list(keys)
+        for key in d:
+            if isinstance(key, str) and key in keys:
+                continue
+            close = difflib.get_close_matches(str(key), keys, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            self.fail(f"{where}.{key}" if where else str(key),
+                      f"unknown key{hint} (known: {', '.join(keys)})")
 
     def get(self, d: dict, key: str, where: str, kind, required=True, default=None):
         if key not in d or d[key] is None:
@@ -72,10 +117,13 @@ class _Reader:
                 self.fail(where, f"missing key '{key}'")
             return default
         value = d[key]
+        at = f"{where}.{key}" if where else key
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            self.fail(f"{where}.{key}", f"expected {kind.__name__}, got {value!r}")
+            self.fail(at, f"expected {kind.__name__}, got {_short(value)}")
+        if kind is float and not math.isfinite(value):
+            self.fail(at, f"expected a finite number, got {value!r}")
         return value
 
     def file(self, d: dict, key: str, where: str, required=True) -> Path | None:
@@ -83,48 +131,94 @@ class _Reader:
         if name is None:
             return None
         p = self.root / name
-        if not p.is_file():
-            self.fail(f"{where}.{key}", f"file {name!r} does not exist (relative to the manifest)")
+        try:
+            found = p.is_file()
+        except OSError as e:  # a name too long for the file system, say
+            self.fail(f"{where}.{key}", f"expected a file name (relative to the manifest), got "
+                                        f"{_short(name)}: {e.strerror}")
+        if not found:
+            self.fail(f"{where}.{key}", f"file {_short(name)} does not exist (relative to the manifest)")
         return p
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _text(path: Path) -> str:
+    """The manifest's text: UTF-8 (a byte-order mark is allowed), else an InputError."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, None, "capture manifest not found") from None
+    except OSError as e:
+        raise InputError(path, None, f"expected a readable capture manifest ({e.strerror or e})") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise InputError(path, "offset 0", "expected UTF-8 text, found a UTF-16/32 byte-order mark")
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[bom:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        at = bom + e.start
+        raise InputError(path, f"offset {at}", f"expected UTF-8 text, found byte {data[at]:#04x}") from None
+
+
+def _load_yaml(path: Path):
+    text = _text(path)
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}" if mark else None
+        raise InputError(path, where, f"expected YAML ({e.problem or e.context or e})") from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow
+        line = text.count("\n", 0, e.position) + 1
+        raise InputError(path, f"line {line}", f"expected YAML text, found character {e.character!r}") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as e:
+        # e.g. a date-like value that is no date (2024-13-45): YAML's constructors raise plain errors
+        raise InputError(path, None, f"expected YAML ({type(e).__name__}: {e})") from None
 
 
 def load_manifest(path: str | Path) -> Manifest:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InputError(path, None, "capture manifest not found") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        raise InputError(path, where, f"expected YAML ({getattr(e, 'problem', e)})") from None
+    raw = _load_yaml(path)
     r = _Reader(path)
     if not isinstance(raw, dict):
-        r.fail(None, "expected a YAML mapping with keys format, domains")
+        r.fail(None, f"expected a YAML mapping with keys format, domains; got {_short(raw)}")
     if raw.get("format") != FORMAT:
-        r.fail("format", f"expected '{FORMAT}', got {raw.get('format')!r}")
-    if raw.get("page_size", PAGE_SIZE) != PAGE_SIZE:
+        r.fail("format", f"expected '{FORMAT}', got {_short(raw.get('format'))}")
+    r.known(raw, "", TOP_KEYS)
+    page_size = raw.get("page_size", PAGE_SIZE)
+    if isinstance(page_size, bool) or page_size != PAGE_SIZE:
         r.fail("page_size", f"only {PAGE_SIZE}-byte pages are supported")
     disks = {}
     for name, d in (r.get(raw, "disks", "", dict, required=False, default={})).items():
         where = f"disks.{name}"
-        if not isinstance(d, dict):
-            r.fail(where, "expected a mapping with block_hashes or image")
+        if not isinstance(name, str) or not _ID.fullmatch(name):
+            r.fail(where, f"expected a disk name of letters, digits, _.- ; got {_short(name)}")
+        r.mapping(d, where, "block_hashes or image")
+        r.known(d, where, DISK_KEYS)
         bh = r.file(d, "block_hashes", where, required=False)
         img = r.file(d, "image", where, required=False)
         if bh is None and img is None:
             r.fail(where, "expected 'block_hashes' or 'image'")
+        size = r.get(d, "size_bytes", where, int, required=False)
+        if size is not None and size < 0:
+            r.fail(f"{where}.size_bytes", f"expected a size in bytes, got {size}")
         disks[name] = Disk(name, bh, img)
     domains_raw = r.get(raw, "domains", "", list)
     if not domains_raw:
         r.fail("domains", "expected at least one domain")
+    kinds_known = tuple(SNAPSHOT_READERS)
     domains, seen = [], set()
+    snapshot_files: list[tuple[str, Path]] = []
     for i, d in enumerate(domains_raw):
         where = f"domains[{i}]"
-        if not isinstance(d, dict):
-            r.fail(where, "expected a mapping")
+        r.mapping(d, where, "id, workload, memory_mib, snapshots")
+        r.known(d, where, DOMAIN_KEYS)
         did = r.get(d, "id", where, str)
-        if not _ID.match(did) or did in seen:
+        if not _ID.fullmatch(did) or did in seen:
             r.fail(f"{where}.id", f"expected a unique id of letters, digits, _.- ; got {did!r}")
         seen.add(did)
         disk_name = r.get(d, "disk", where, str, required=False)
@@ -133,20 +227,27 @@ def load_manifest(path: str | Path) -> Manifest:
         reads = r.file(d, "reads", where, required=False)
         if reads is not None and disk_name is None:
             r.fail(f"{where}.reads", "a reads trace needs the 'disk' it reads from")
+        r.get(d, "console", where, str, required=False)  # informational
         snaps = []
         for j, s in enumerate(r.get(d, "snapshots", where, list)):
             sw = f"{where}.snapshots[{j}]"
-            kinds = [k for k in SNAPSHOT_READERS if k in s]
+            r.mapping(s, sw, f"time_s and one of {', '.join(kinds_known)}")
+            r.known(s, sw, SNAPSHOT_KEYS[:1] + kinds_known + SNAPSHOT_KEYS[1:])
+            kinds = [k for k in kinds_known if k in s]
             if len(kinds) != 1:
-                r.fail(sw, f"expected exactly one of {', '.join(SNAPSHOT_READERS)}")
-            snaps.append(
-                Snapshot(
-                    time_s=r.get(s, "time_s", sw, float),
-                    kind=kinds[0],
-                    path=r.file(s, kinds[0], sw),
-                    kpageflags=r.file(s, "kpageflags", sw, required=False),
-                )
-            )
+                r.fail(sw, f"expected exactly one of {', '.join(kinds_known)}")
+            time_s = r.get(s, "time_s", sw, float)
+            if time_s < 0:
+                r.fail(f"{sw}.time_s", f"expected seconds since the guest started (0 or more), got {time_s}")
+            for info in ("taken_at_s", "guest_uptime_s"):  # informational
+                r.get(s, info, sw, float, required=False)
+            r.get(s, "raw_dump", sw, str, required=False)
+            snap_path = r.file(s, kinds[0], sw)
+            kpageflags = r.file(s, "kpageflags", sw, required=False)
+            snapshot_files.append((f"{sw}.{kinds[0]}", snap_path))
+            if kpageflags is not None:
+                snapshot_files.append((f"{sw}.kpageflags", kpageflags))
+            snaps.append(Snapshot(time_s=time_s, kind=kinds[0], path=snap_path, kpageflags=kpageflags))
         times = [s.time_s for s in snaps]
         if not snaps or times != sorted(set(times)):
             r.fail(f"{where}.snapshots", "expected one or more snapshots in strictly increasing time_s")
@@ -164,6 +265,7 @@ def load_manifest(path: str | Path) -> Manifest:
                 snapshots=tuple(snaps),
             )
         )
+    _check_kpageflags_files(r, snapshot_files)
     return Manifest(
         path=path,
         synthetic=r.get(raw, "synthetic", "", bool, required=False, default=False),
@@ -171,3 +273,20 @@ def load_manifest(path: str | Path) -> Manifest:
         disks=disks,
         domains=tuple(domains),
     )
+
+
+def _check_kpageflags_files(r: _Reader, files: list[tuple[str, Path]]) -> None:
+    """No kpageflags key may name a file a snapshot reads its pages from: page hashes
+    would pass for flags of the right length and type the pages silently."""
+    pages: dict[tuple[int, int], str] = {}
+    for key, p in files:
+        if not key.endswith(".kpageflags"):
+            st = p.stat()
+            pages.setdefault((st.st_dev, st.st_ino), key)
+    for key, p in files:
+        if key.endswith(".kpageflags"):
+            st = p.stat()
+            other = pages.get((st.st_dev, st.st_ino))
+            if other is not None:
+                r.fail(key, f"expected the guest's kpageflags, not the snapshot file {other} names "
+                            f"({p.name!r})")

@@ -44,7 +44,11 @@ def dump_runs(path: Path, kind: str = "auto") -> list[Run]:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise InputError(path, "offset 0", "expected guest memory, found an empty file")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        try:
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (ValueError, OSError) as e:  # emptied since fstat, or a file that cannot be mapped
+            raise InputError(path, None, f"expected a guest memory dump that can be mapped ({e})") from None
+        with m:
             if kind == "elf" or (kind == "auto" and m[:4] == b"\x7fELF"):
                 return [Run(off, paddr // PAGE_SIZE, n // PAGE_SIZE)
                         for off, paddr, n in elf_load_segments(path, m)]
@@ -54,12 +58,48 @@ def dump_runs(path: Path, kind: str = "auto") -> list[Run]:
     return [Run(0, 0, size // PAGE_SIZE)]
 
 
+def frames_of(runs: list[Run]) -> np.ndarray:
+    """The guest frame numbers of ``runs``, in the order their pages are hashed."""
+    return np.concatenate([np.arange(r.gfn, r.gfn + r.pages, dtype=np.int64) for r in runs])
+
+
+def _file_state(path: Path) -> tuple[int, int] | None:
+    """(size, modification time) of ``path``; None when it is gone."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _check_unchanged(path: Path, before: tuple[int, int] | None) -> None:
+    after = _file_state(path)
+    if after != before:
+        how = f"{before[0]} -> {after[0]} bytes" if before and after else "removed"
+        raise InputError(path, None,
+                         f"expected a dump no process is writing; it changed while it was read ({how})")
+
+
 def read_dump(path: str | Path, kind: str = "auto", threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(gfn, hash) of every page of a dump, by guest-physical address; ``threads``: 0 for one per core."""
+    """(gfn, hash) of every page of a dump, by guest-physical address; ``threads``: 0 for one per core.
+
+    The dump is hashed through mmap, so it must not change while it is read: a
+    change of its size or modification time between the start and the end is an
+    InputError. A dump cut shorter *while* a hashing thread maps the lost part
+    cannot be caught: the kernel sends SIGBUS and the process dies (the C
+    hashing reads through mmap, xpipe/_pagehash.c; a Python handler cannot
+    return from that fault). Hash a finished dump, or a copy of one.
+    """
     path = Path(path)
+    before = _file_state(path)
     runs = dump_runs(path, kind)
-    hashes = hash_file(path, [(r.offset, r.pages) for r in runs], threads)
-    gfn = np.concatenate([np.arange(r.gfn, r.gfn + r.pages, dtype=np.int64) for r in runs])
+    try:
+        hashes = hash_file(path, [(r.offset, r.pages) for r in runs], threads)
+    except ValueError:  # pages past the end of the file: it shrank since dump_runs looked
+        _check_unchanged(path, before)
+        raise
+    _check_unchanged(path, before)
+    gfn = frames_of(runs)
     if len(runs) > 1:  # ELF segments need not come in address order
         order = np.argsort(gfn, kind="stable")
         gfn, hashes = gfn[order], hashes[order]
