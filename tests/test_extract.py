@@ -54,7 +54,7 @@ def test_read_hashes_split_requests_into_blocks():
                           schema={"block": pl.Int64, "hash": pl.UInt64})
     requests = REQUESTS.conform(pl.DataFrame({
         "domain": "a", "seq": [0, 1, 2], "time_s": [1.0, 2.0, 3.0],
-        "offset": [512, 4096, 12288], "bytes": [512, 8193, 4096],
+        "offset": [512, 4096, 12288], "bytes": [512, 8193, 4096], "hash": None,
     }))
     got = read_hashes(requests.lazy(), blocks.lazy()).collect()
     # 512 B inside block 0; 8193 B from 4096 touch blocks 1, 2 and 3; then block 3
@@ -62,6 +62,15 @@ def test_read_hashes_split_requests_into_blocks():
     assert got["hash"].to_list() == [10, 11, 12, 13, 13]
     assert got["seq"].to_list() == [0, 1, 2, 3, 4]
     assert got["time_s"].to_list() == [1.0, 2.0, 2.0, 2.0, 3.0]
+
+
+def test_reads_of_a_trace_that_carries_its_contents():
+    # an FIU trace: one 4 KiB page a request, its digest in the trace, no disk image
+    requests = REQUESTS.conform(pl.DataFrame({
+        "domain": "a", "seq": [0, 1], "time_s": [1.0, 2.0], "offset": [8192, 4096], "bytes": [4096, 4096],
+        "hash": [7, 9]}, schema_overrides={"hash": pl.UInt64}))
+    got = read_hashes(requests.lazy(), None).collect()
+    assert got.select("seq", "block", "hash").rows() == [(0, 2, 7), (1, 1, 9)]
 
 
 def test_numpy_and_polars_apply_the_same_rules():

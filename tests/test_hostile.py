@@ -601,7 +601,7 @@ def test_fuzz_manifest_loader(fuzz_bundle, data):
     except InputError as e:
         assert str(path) in str(e)
         return
-    assert m.domains and all(d.snapshots for d in m.domains)
+    assert m.domains and all(d.snapshots for d in m.domains)  # a QEMU capture's domains have memory
 
 
 _TRACE = ("4242@1000.000001:bdrv_open_common bs 0x66 filename \"/d.img\" flags 0x0 format_name \"raw\"\n"

@@ -73,3 +73,13 @@ def test_command_prints_one_line_per_file_and_fails_on_a_bad_one(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert np.frombuffer(gzip.decompress(bad.read_bytes()), np.uint8).size == 12  # untouched
+
+
+def test_an_fiu_trace_is_told_by_its_lines(tmp_path):
+    path = tmp_path / "day1.txt"
+    path.write_text("89968195792462 20782 gzip 283193184 8 R 6 0 56f11b711d91a065a2b6458eca924523\n"
+                    "89968195793462 20782 gzip 283193192 8 W 6 0 56f11b711d91a065a2b6458eca924523\n")
+    assert detect(path) == "fiu"
+    assert inspect(path).endswith("fiu, 2 requests (1 reads, 1 writes), devices 6:0, 1 processes, 0.0 s, "
+                                  "1 distinct contents, hash md5 (most frequent, taken as the zero block: "
+                                  "100.0% of requests)")

@@ -56,7 +56,8 @@ def relative(path: Path, out: Path) -> str:
 
 
 def write_manifest(
-    out: Path, *, synthetic: bool, description: str, disks: dict[str, Any], domains: list[dict[str, Any]]
+    out: Path, *, synthetic: bool, description: str, disks: dict[str, Any], domains: list[dict[str, Any]],
+    hash_kind: str = "xxh3-64",
 ) -> Path:
     """Write ``out``/manifest.yaml, with the format and page size filled in; returns its path."""
     manifest = {
@@ -64,6 +65,7 @@ def write_manifest(
         "synthetic": synthetic,
         "description": description,
         "page_size": PAGE_SIZE,
+        "hash_kind": hash_kind,
         "disks": disks,
         "domains": domains,
     }

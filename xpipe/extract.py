@@ -47,14 +47,20 @@ def page_types(frames: pl.LazyFrame, disk_hashes: pl.LazyFrame | None) -> pl.Laz
             .select(PAGES.schema.names()))
 
 
-def read_hashes(requests: pl.LazyFrame, blocks: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per 4 KiB block each request covers, with that block's content hash."""
+def read_hashes(requests: pl.LazyFrame, blocks: pl.LazyFrame | None) -> pl.LazyFrame:
+    """One row per 4 KiB block each request covers, with that block's content hash: from
+    the disk image's ``blocks``, or, without a disk, the hash the trace carries (one
+    4 KiB page a request)."""
+    if blocks is None:
+        return (requests.sort("seq").with_columns(block=pl.col("offset") // PAGE_SIZE)
+                .select(READS.schema.names()))
     first = pl.col("offset") // PAGE_SIZE
     last = (pl.col("offset") + pl.col("bytes") - 1) // PAGE_SIZE
     per_block = (
         requests.sort("seq")
         .with_columns(block=pl.int_ranges(first, last + 1))
         .explode("block")
+        .drop("hash")
     )
     return (
         per_block.join(blocks, on="block", how="left", maintain_order="left")

@@ -8,6 +8,7 @@ clean normalises clean. A bad file gives the reader's one-line InputError.
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,9 @@ def _elf_sections(path: Path, head: bytes) -> set[str]:
     return {n.decode("ascii", "replace") for n in names.split(b"\0") if n}
 
 
+_FIU_LINE = re.compile(rb"\d+ \d+ \S+ \d+ \d+ [RW] \d+ \d+ [0-9a-fA-F]{32}\s")
+
+
 def _head(path: Path, n: int = 4096) -> bytes:
     with path.open("rb") as f:
         head = f.read(n)
@@ -63,6 +67,8 @@ def detect(path: Path) -> str:
         return "kdump"
     if b"blk_co_preadv" in head:
         return "qemu-blk"
+    if _FIU_LINE.match(head):
+        return "fiu"
     if path.name.endswith((".xxh", ".xxh.gz")):
         return "compact"
     if path.stat().st_size % PAGE_SIZE == 0:
@@ -94,6 +100,17 @@ def _qemu_blk(path: Path) -> str:
             f"(epoch; {t.max() - t.min():.1f} s), offsets up to {int((off + n).max()):,} bytes")
 
 
+def _fiu(path: Path) -> str:
+    from xpipe.readers.fiu import read_fiu
+
+    tr = read_fiu(path)
+    _, counts = np.unique(tr.digest, return_counts=True)
+    return (f"{len(tr):,} requests ({int((~tr.write).sum()):,} reads, {int(tr.write.sum()):,} writes), "
+            f"devices {', '.join(sorted(set(tr.device)))}, {len(set(tr.process)):,} processes, "
+            f"{tr.time_s.max() - tr.time_s.min():,.1f} s, {len(counts):,} distinct contents, hash md5 "
+            f"(most frequent, taken as the zero block: {counts.max() / len(tr):.1%} of requests)")
+
+
 #: format -> what it reports, reading the whole file with the workflow's reader.
 FORMATS: dict[str, Callable[[Path], str]] = {
     "raw": _snapshot("pmemsave"),
@@ -102,6 +119,7 @@ FORMATS: dict[str, Callable[[Path], str]] = {
     "xen": _snapshot("xen"),
     "compact": _snapshot("pages"),
     "qemu-blk": _qemu_blk,
+    "fiu": _fiu,
 }
 
 

@@ -11,10 +11,9 @@ import polars as pl
 from xpipe.bundle import disk_block_hashes
 from xpipe.errors import InputError
 from xpipe.hashing import PAGES_PER_MIB
-from xpipe.readers.blktrace import read_blk_trace
 from xpipe.readers.compact import read_kpageflags, read_u64
 from xpipe.readers.manifest import Disk, Domain, Manifest
-from xpipe.readers.registry import SNAPSHOT_READERS
+from xpipe.readers.registry import READ_TRACE_READERS, SNAPSHOT_READERS
 from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, REQUESTS
 
 log = logging.getLogger(__name__)
@@ -58,23 +57,23 @@ def normalise_frames(domain: Domain, threads: int = 0) -> pl.DataFrame:
             raise InputError(snap.path, None, "expected the same guest frames as the domain's first snapshot")
         parts.append(frame_table(domain.id, k, snap.time_s, gfn, h, snap.kpageflags))
         log.info("domain %s: snapshot %d/%d normalised", domain.id, k + 1, len(domain.snapshots))
-    return FRAMES.conform(pl.concat(parts))
+    return FRAMES.conform(pl.concat(parts)) if parts else pl.DataFrame(schema=FRAMES.schema)
 
 
 def normalise_requests(domain: Domain, disk_bytes: int | None) -> pl.DataFrame:
+    """The domain's read requests, by the reader of its trace's format."""
     if domain.reads is None:
         return pl.DataFrame(schema=REQUESTS.schema)
-    t, off, n = read_blk_trace(domain.reads, domain.reads_start_epoch_s, disk_bytes)
-    if np.isnan(t).any():
-        raise InputError(domain.reads, None,
-                         "expected timestamped reads and 'reads_start_epoch_s' in the manifest's domain entry")
+    t, off, n, h = READ_TRACE_READERS[domain.reads_format](domain, disk_bytes)
+    hashes = pl.Series(h, dtype=pl.UInt64) if h is not None else pl.repeat(None, len(t), dtype=pl.UInt64,
+                                                                          eager=True)
     return pl.DataFrame({"domain": domain.id, "seq": np.arange(len(t), dtype=np.int64),
-                         "time_s": t, "offset": off, "bytes": n}, schema=REQUESTS.schema)
+                         "time_s": t, "offset": off, "bytes": n, "hash": hashes}, schema=REQUESTS.schema)
 
 
 def domains_table(capture: str, manifest: Manifest, reads_per_domain: dict[str, int]) -> pl.DataFrame:
     return pl.DataFrame(
         [(capture, d.id, d.workload, d.memory_mib, d.memory_mib * PAGES_PER_MIB, len(d.snapshots),
-          reads_per_domain.get(d.id, 0), manifest.synthetic) for d in manifest.domains],
+          reads_per_domain.get(d.id, 0), manifest.hash_kind, manifest.synthetic) for d in manifest.domains],
         schema=DOMAINS.schema, orient="row",
     )

@@ -91,6 +91,8 @@ REQUESTS = Table(
         Column("time_s", _F, "guest time of the request, seconds since boot"),
         Column("offset", _I, "byte offset in the disk image"),
         Column("bytes", _I, "request length, bytes"),
+        Column("hash", _U64, "the content's hash when the trace carries it (FIU: MD5, first 8 bytes); "
+               "null when it comes from the disk image"),
     ),
 )
 
@@ -143,6 +145,8 @@ DOMAINS = Table(
         Column("frames", _I, "guest page frames (4 KiB) per snapshot"),
         Column("snapshots", _I, "number of memory snapshots"),
         Column("reads", _I, "4 KiB disk blocks read in the trace"),
+        Column("hash_kind", _S, "what identifies a content in this capture: xxh3-64 (memory, disk images) or "
+               "md5 (FIU traces); contents of different kinds are never compared"),
         Column("synthetic", _B, "true when the capture was generated, not recorded"),
     ),
 )

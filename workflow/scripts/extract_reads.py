@@ -4,15 +4,12 @@ import polars as pl
 
 from xpipe.extract import read_hashes
 from xpipe.io import run_logged, write_parquet
-from xpipe.schemas import READS
 
 
 def main():
-    requests = pl.scan_parquet(snakemake.input.requests)
-    if snakemake.input.disk:
-        reads = read_hashes(requests, pl.scan_parquet(snakemake.input.disk)).collect()
-    else:
-        reads = pl.DataFrame(schema=READS.schema)
+    # without a disk the trace carries its contents (the manifest allows nothing else)
+    disk = pl.scan_parquet(snakemake.input.disk) if snakemake.input.disk else None
+    reads = read_hashes(pl.scan_parquet(snakemake.input.requests), disk).collect()
     write_parquet(reads, snakemake.output.reads)
 
 

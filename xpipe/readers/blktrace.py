@@ -19,6 +19,8 @@ Which lines are read, skipped or refused:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 import re
 from pathlib import Path
@@ -27,6 +29,9 @@ import numpy as np
 
 from xpipe.errors import InputError
 from xpipe.readers.compact import read_bytes
+
+if TYPE_CHECKING:
+    from xpipe.readers.manifest import Domain
 
 _EVENT_NAME = "blk_co_preadv"
 _LINE = re.compile(
@@ -113,3 +118,13 @@ def read_blk_trace(
         np.asarray(offsets, dtype=np.int64),
         np.asarray(sizes, dtype=np.int64),
     )
+
+
+def blk_requests(domain: Domain, disk_bytes: int | None):
+    """The read-trace interface (xpipe.readers.registry): (time_s, offset, bytes, None),
+    None because the content comes from the domain's disk image."""
+    t, off, n = read_blk_trace(domain.reads, domain.reads_start_epoch_s, disk_bytes)
+    if np.isnan(t).any():
+        raise InputError(domain.reads, None,
+                         "expected timestamped reads and 'reads_start_epoch_s' in the manifest's domain entry")
+    return t, off, n, None

@@ -14,6 +14,8 @@ suggest.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from xpipe.errors import InputError
+from xpipe.hashing import PAGE_SIZE, ZERO_HASH
 from xpipe.readers.compact import read_bytes
+
+if TYPE_CHECKING:
+    from xpipe.readers.manifest import Domain
 
 #: What a line must be; ts and lba are unsigned decimals, md5 32 hex digits.
 _LINE = re.compile(
@@ -44,6 +50,7 @@ class FiuTrace:
     write: np.ndarray  # bool
     device: np.ndarray  # object (str), "major:minor"
     digest: np.ndarray  # uint64: the first 8 bytes of the MD5, little-endian
+    line: np.ndarray  # int64: the request's line in the file
 
     def __len__(self) -> int:
         return len(self.time_s)
@@ -57,7 +64,7 @@ def read_fiu(path: str | Path) -> FiuTrace:
     """Every request of the trace; InputError names the line of the first bad one."""
     path = Path(path)
     data = read_bytes(path)
-    cols: dict[str, list] = {k: [] for k in ("ts", "proc", "lba", "size", "op", "dev", "md5")}
+    cols: dict[str, list] = {k: [] for k in ("ts", "proc", "lba", "size", "op", "dev", "md5", "line")}
     for lineno, line in enumerate(data.splitlines(), 1):
         line = line.strip()
         if not line:
@@ -76,6 +83,7 @@ def read_fiu(path: str | Path) -> FiuTrace:
         cols["op"].append(m["op"] == b"W")
         cols["dev"].append(f"{int(m['major'])}:{int(m['minor'])}")
         cols["md5"].append(digest64(m["md5"]))
+        cols["line"].append(lineno)
     if not cols["ts"]:
         raise InputError(path, None, f"{_EXPECTED}; found no request")
     return FiuTrace(
@@ -86,4 +94,31 @@ def read_fiu(path: str | Path) -> FiuTrace:
         write=np.asarray(cols["op"], dtype=bool),
         device=np.asarray(cols["dev"], dtype=object),
         digest=np.asarray(cols["md5"], dtype=np.uint64),
+        line=np.asarray(cols["line"], dtype=np.int64),
     )
+
+
+def fiu_requests(domain: Domain, disk_bytes: int | None):
+    """The read-trace interface (xpipe.readers.registry): (time_s, offset, bytes, hash) of
+    the domain's reads, selected by device and/or process. Times count from the file's
+    first request, so domains of one file share a clock. Writes are not reads; a later
+    read of a written block carries the written content's digest itself. The most
+    frequent digest of the file stands for the zero block (xpipe.hashing.ZERO_HASH)."""
+    tr = read_fiu(domain.reads)
+    keep = ~tr.write
+    for key, value in domain.reads_select:
+        keep &= (tr.device if key == "device" else tr.process) == value
+    if not keep.any():
+        what = ", ".join(f"{k} {v}" for k, v in domain.reads_select) or "any device"
+        raise InputError(domain.reads, None, f"expected read requests of {what}; found none")
+    idx = np.flatnonzero(keep)
+    odd = idx[tr.sectors[idx] != PAGE_SIZE // SECTOR]
+    if len(odd):
+        raise InputError(domain.reads, f"line {int(tr.line[odd[0]])}",
+                         f"expected {PAGE_SIZE // SECTOR}-sector (4 KiB) requests, one digest per page; "
+                         f"per-512 B digests (the homes traces) do not tell a page's content")
+    values, counts = np.unique(tr.digest, return_counts=True)
+    zero = values[np.argmax(counts)]
+    digest = np.where(tr.digest[idx] == zero, ZERO_HASH, tr.digest[idx]).astype(np.uint64)
+    return (tr.time_s[idx] - tr.time_s.min(), tr.sector[idx] * SECTOR,
+            np.full(len(idx), PAGE_SIZE, dtype=np.int64), digest)

@@ -18,13 +18,19 @@ import yaml
 
 from xpipe.bundle import FORMAT, PAGE_SIZE
 from xpipe.errors import InputError
-from xpipe.readers.registry import SNAPSHOT_READERS
+from xpipe.readers.registry import READ_TRACE_READERS, SNAPSHOT_READERS
+
+#: What identifies a content in a bundle. Memory dumps, compact page files and
+#: disk images are xxh3-64 of the 4 KiB page; FIU traces carry MD5 digests.
+#: Contents of different kinds are never compared: one bundle holds one kind.
+HASH_KINDS = {"xxh3-64": "qemu-blk", "md5": "fiu"}  # kind -> the read-trace format that carries it
+READS_KEYS = ("device", "process")  # + the formats: which requests of a shared trace are the domain's
 
 _ID = re.compile(r"[A-Za-z0-9_.-]+")  # fullmatch: "a\n" is no id
 
 #: The keys each level of a manifest may hold (docs/capture-bundle.md). A
 #: snapshot also holds exactly one key of SNAPSHOT_READERS (its kind).
-TOP_KEYS = ("format", "synthetic", "description", "page_size", "disks", "domains")
+TOP_KEYS = ("format", "synthetic", "description", "page_size", "hash_kind", "disks", "domains")
 DISK_KEYS = ("block_hashes", "image", "size_bytes")
 DOMAIN_KEYS = ("id", "workload", "memory_mib", "disk", "reads", "reads_start_epoch_s", "console", "snapshots")
 SNAPSHOT_KEYS = ("time_s", "kpageflags", "taken_at_s", "guest_uptime_s", "raw_dump")  # + the kinds
@@ -49,11 +55,14 @@ class Disk:
 class Domain:
     id: str
     workload: str
-    memory_mib: int
+    memory_mib: int  # 0 for a domain without memory snapshots (an I/O-only trace)
     disk: Disk | None
     reads: Path | None
     reads_start_epoch_s: float | None
     snapshots: tuple[Snapshot, ...]
+    reads_format: str = "qemu-blk"  # a key of READ_TRACE_READERS
+    #: which of a shared trace's requests are this domain's (FIU: device "major:minor", process)
+    reads_select: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,7 @@ class Manifest:
     path: Path
     synthetic: bool
     description: str
+    hash_kind: str  # a key of HASH_KINDS
     disks: dict[str, Disk]
     domains: tuple[Domain, ...]
 
@@ -189,6 +199,9 @@ def load_manifest(path: str | Path) -> Manifest:
     if raw.get("format") != FORMAT:
         r.fail("format", f"expected '{FORMAT}', got {_short(raw.get('format'))}")
     r.known(raw, "", TOP_KEYS)
+    hash_kind = r.get(raw, "hash_kind", "", str, required=False, default="xxh3-64")
+    if hash_kind not in HASH_KINDS:
+        r.fail("hash_kind", f"expected one of {', '.join(HASH_KINDS)}, got {_short(hash_kind)}")
     page_size = raw.get("page_size", PAGE_SIZE)
     if isinstance(page_size, bool) or page_size != PAGE_SIZE:
         r.fail("page_size", f"only {PAGE_SIZE}-byte pages are supported")
@@ -224,12 +237,24 @@ def load_manifest(path: str | Path) -> Manifest:
         disk_name = r.get(d, "disk", where, str, required=False)
         if disk_name is not None and disk_name not in disks:
             r.fail(f"{where}.disk", f"expected one of the disks {sorted(disks)}, got {disk_name!r}")
-        reads = r.file(d, "reads", where, required=False)
-        if reads is not None and disk_name is None:
-            r.fail(f"{where}.reads", "a reads trace needs the 'disk' it reads from")
+        reads, reads_format, select = _reads(r, d, where)
+        if reads_format != HASH_KINDS[hash_kind]:
+            r.fail(f"{where}.reads", f"expected a {HASH_KINDS[hash_kind]} trace: the bundle's hash_kind is "
+                                     f"{hash_kind}, and contents of different hash kinds are never compared")
+        if reads is not None and reads_format == "qemu-blk" and disk_name is None:
+            r.fail(f"{where}.reads", "a QEMU reads trace needs the 'disk' it reads from (its content)")
+        if reads_format != "qemu-blk" and disk_name is not None:
+            r.fail(f"{where}.disk", f"a {reads_format} trace carries its contents; expected no disk")
         r.get(d, "console", where, str, required=False)  # informational
         snaps = []
-        for j, s in enumerate(r.get(d, "snapshots", where, list)):
+        # a guest's capture has memory; only a trace that is I/O alone (FIU) may have none
+        io_only = reads is not None and reads_format != "qemu-blk"
+        if "snapshots" not in d and not io_only:
+            r.fail(where, "missing key 'snapshots' (only an I/O trace such as fiu may have none)")
+        if "snapshots" in d and hash_kind != "xxh3-64":
+            r.fail(f"{where}.snapshots", f"memory snapshots are hashed with xxh3-64; the bundle's hash_kind "
+                                         f"is {hash_kind}")
+        for j, s in enumerate(r.get(d, "snapshots", where, list, required=not io_only, default=[])):
             sw = f"{where}.snapshots[{j}]"
             r.mapping(s, sw, f"time_s and one of {', '.join(kinds_known)}")
             r.known(s, sw, SNAPSHOT_KEYS[:1] + kinds_known + SNAPSHOT_KEYS[1:])
@@ -249,10 +274,10 @@ def load_manifest(path: str | Path) -> Manifest:
                 snapshot_files.append((f"{sw}.kpageflags", kpageflags))
             snaps.append(Snapshot(time_s=time_s, kind=kinds[0], path=snap_path, kpageflags=kpageflags))
         times = [s.time_s for s in snaps]
-        if not snaps or times != sorted(set(times)):
+        if "snapshots" in d and (not snaps or times != sorted(set(times))):
             r.fail(f"{where}.snapshots", "expected one or more snapshots in strictly increasing time_s")
-        memory_mib = r.get(d, "memory_mib", where, int)
-        if memory_mib <= 0:
+        memory_mib = r.get(d, "memory_mib", where, int, required=bool(snaps), default=0)
+        if memory_mib < 0 or (snaps and memory_mib == 0):
             r.fail(f"{where}.memory_mib", "expected a positive number of MiB")
         domains.append(
             Domain(
@@ -263,6 +288,8 @@ def load_manifest(path: str | Path) -> Manifest:
                 reads=reads,
                 reads_start_epoch_s=r.get(d, "reads_start_epoch_s", where, float, required=False),
                 snapshots=tuple(snaps),
+                reads_format=reads_format,
+                reads_select=select,
             )
         )
     _check_kpageflags_files(r, snapshot_files)
@@ -270,9 +297,30 @@ def load_manifest(path: str | Path) -> Manifest:
         path=path,
         synthetic=r.get(raw, "synthetic", "", bool, required=False, default=False),
         description=r.get(raw, "description", "", str, required=False, default=""),
+        hash_kind=hash_kind,
         disks=disks,
         domains=tuple(domains),
     )
+
+
+def _reads(r: _Reader, d: dict, where: str) -> tuple[Path | None, str, tuple[tuple[str, str], ...]]:
+    """A domain's reads: a path (a QEMU trace) or a mapping naming the format, its file and
+    which of its requests are the domain's."""
+    value = d.get("reads")
+    if value is None or isinstance(value, str):
+        return r.file(d, "reads", where, required=False), "qemu-blk", ()
+    at = f"{where}.reads"
+    r.mapping(value, at, f"one of {', '.join(READ_TRACE_READERS)} naming the trace file")
+    r.known(value, at, tuple(READ_TRACE_READERS) + READS_KEYS)
+    formats = [f for f in READ_TRACE_READERS if f in value]
+    if len(formats) != 1:
+        r.fail(at, f"expected exactly one of {', '.join(READ_TRACE_READERS)}")
+    select = tuple((k, r.get(value, k, at, str)) for k in READS_KEYS if k in value)
+    if select and formats[0] != "fiu":
+        r.fail(f"{at}.{select[0][0]}", f"expected no selection for a {formats[0]} trace (one domain each)")
+    if dict(select).get("device") is not None and not re.fullmatch(r"\d+:\d+", dict(select)["device"]):
+        r.fail(f"{at}.device", f"expected 'major:minor', got {_short(dict(select)['device'])}")
+    return r.file(value, formats[0], at), formats[0], select
 
 
 def _check_kpageflags_files(r: _Reader, files: list[tuple[str, Path]]) -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from xpipe.readers.blktrace import blk_requests
 from xpipe.readers.compact import read_page_hashes
+from xpipe.readers.fiu import fiu_requests
 from xpipe.readers.kdump import read_kdump
 from xpipe.readers.memdump import read_elf_core, read_pmemsave
 from xpipe.readers.xen import read_xen_core
@@ -23,4 +25,14 @@ SNAPSHOT_READERS: dict[str, SnapshotReader] = {
     "elf": read_elf_core,
     "kdump": read_kdump,
     "xen": read_xen_core,
+}
+
+#: (domain, disk size in bytes or None) -> (time_s, offset, bytes, content hash or None), one
+#: element per read request in trace order; None when the content comes from the disk image.
+ReadTraceReader = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]
+
+#: Manifest reads format -> its reader: a plain path is a qemu-blk trace; `reads: {fiu: PATH, ...}`.
+READ_TRACE_READERS: dict[str, ReadTraceReader] = {
+    "qemu-blk": blk_requests,
+    "fiu": fiu_requests,
 }

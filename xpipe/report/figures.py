@@ -133,8 +133,12 @@ def area_size(df: pd.DataFrame, out: Path) -> None:
         sns.lineplot(d, x="area_mib", y="io_reduction_pct", ax=top, legend=j == len(mixes) - 1, **style)
         top.axhline(d["io_ideal_pct"].iloc[0], ls="--", color="grey")
         top.set(xscale="log", title=mix, xlabel="sharing area (MiB)", ylabel="reads avoided = hit ratio (%)")
-        sns.lineplot(d, x="area_mib", y="savings_pct", ax=bottom, legend=False, **style)
-        bottom.axhline(d["oracle_savings_pct"].iloc[0], ls="--", color=REGISTRY["oracle"].colour)
+        if d["savings_pct"].isna().all():  # an I/O trace: no memory to save (summary.left_out)
+            bottom.text(0.5, 0.5, "no memory snapshots\nin this mix", ha="center", va="center",
+                        transform=bottom.transAxes)
+        else:
+            sns.lineplot(d, x="area_mib", y="savings_pct", ax=bottom, legend=False, **style)
+            bottom.axhline(d["oracle_savings_pct"].iloc[0], ls="--", color=REGISTRY["oracle"].colour)
         bottom.set(xscale="log", xlabel="sharing area (MiB)", ylabel="memory saved vs no sharing (%)")
         for ax in (top, bottom):
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))

@@ -49,8 +49,10 @@ def replay_sweep(domains: list[DomainTrace], runs: Sequence[RunSpec], mix: str, 
         for table, df in own.items():
             if df is not None:
                 parts[table.name].append(with_key(df, table, spec, mix, capture, order[spec]))
-        log.info("%s: run %d/%d %s replayed in %.1f s (savings %.1f%%)", mix, n, len(runs), spec.run_id,
-                 time.perf_counter() - started, 100 * summary["savings"][0])
+        row = summary.row(0, named=True)
+        found = ", ".join(f"{k} {100 * row[k]:.1f}%" for k in ("savings", "io_reduction") if row[k] is not None)
+        log.info("%s: run %d/%d %s replayed in %.1f s (%s)", mix, n, len(runs), spec.run_id,
+                 time.perf_counter() - started, found or "nothing to measure")
     for table in (TIMELINE, TYPES, PREFIXES, SUMMARY):
         df = pl.concat(parts[table.name]) if parts[table.name] else pl.DataFrame(schema=table.schema)
         write_parquet(df.sort("run_order", maintain_order=True), outputs[table.name])
