@@ -19,11 +19,10 @@ Which lines are read, skipped or refused:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import math
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 

@@ -49,6 +49,7 @@ import numpy as np
 
 from xpipe.errors import InputError
 from xpipe.hashing import PAGE_SIZE, hash_pages
+from xpipe.readers.memdump import mapped
 
 FLAT_SIGNATURE = b"makedumpfile"
 FLAT_HEADER_SIZE = 4096  # MAX_SIZE_MDF_HEADER
@@ -208,21 +209,15 @@ def read_kdump(path: str | Path, threads: int = 0) -> tuple[np.ndarray, np.ndarr
     ``threads``: pages are decompressed and hashed on this many threads (0: one per core).
     """
     path = Path(path)
-    if not path.is_file():
-        found = "not a regular file" if path.exists() else "no such file"
-        raise InputError(path, None, f"expected a kdump-compressed guest memory dump; {found}")
-    with path.open("rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            raise InputError(path, "offset 0", "expected a kdump-compressed dump, found an empty file")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            if m[:8] != KDUMP_SIGNATURE and m[: len(FLAT_SIGNATURE)] != FLAT_SIGNATURE:
-                head = bytes(m[:12])
-                cut = any(sig.startswith(head) for sig in (KDUMP_SIGNATURE, FLAT_SIGNATURE))
-                raise InputError(path, "offset 0",
-                                 "expected a kdump-compressed dump: signature 'KDUMP   ' (raw) or "
-                                 f"'makedumpfile' (flattened), got {head!r}"
-                                 + (f"; the file ends after {len(m)} bytes (truncated)" if cut else ""))
-            return _read(_Dump(path, m), threads)
+    with mapped(path, "a kdump-compressed guest memory dump") as m:
+        if m[:8] != KDUMP_SIGNATURE and m[: len(FLAT_SIGNATURE)] != FLAT_SIGNATURE:
+            head = bytes(m[:12])
+            cut = any(sig.startswith(head) for sig in (KDUMP_SIGNATURE, FLAT_SIGNATURE))
+            raise InputError(path, "offset 0",
+                             "expected a kdump-compressed dump: signature 'KDUMP   ' (raw) or "
+                             f"'makedumpfile' (flattened), got {head!r}"
+                             + (f"; the file ends after {len(m)} bytes (truncated)" if cut else ""))
+        return _read(_Dump(path, m), threads)
 
 
 def _read(dump: _Dump, threads: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,24 @@ class Run:
     offset: int
     gfn: int
     pages: int
+
+
+@contextmanager
+def mapped(path: Path, what: str) -> Iterator[mmap.mmap]:
+    """The file mapped read-only, for a reader of ``what`` (e.g. "a Xen dump-core file"):
+    InputError when it is no regular file, empty, or cannot be mapped."""
+    if not path.is_file():
+        found = "not a regular file" if path.exists() else "no such file"
+        raise InputError(path, None, f"expected {what}; {found}")
+    with path.open("rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise InputError(path, "offset 0", f"expected {what}, found an empty file")
+        try:
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (ValueError, OSError) as e:  # emptied since fstat, or a file that cannot be mapped
+            raise InputError(path, None, f"expected {what} that can be mapped ({e})") from None
+        with m:
+            yield m
 
 
 def dump_runs(path: Path, kind: str = "auto") -> list[Run]:

@@ -23,8 +23,6 @@ and every malformed file is one InputError naming the offset or section.
 
 from __future__ import annotations
 
-import mmap
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ import numpy as np
 
 from xpipe.errors import InputError
 from xpipe.hashing import PAGE_SIZE, hash_file
+from xpipe.readers.memdump import mapped
 
 ET_CORE = 4
 SHT_NULL, SHT_PROGBITS, SHT_STRTAB, SHT_NOTE, SHT_NOBITS = 0, 1, 3, 7, 8
@@ -110,24 +109,18 @@ def read_xen_core(path: str | Path, threads: int = 0) -> tuple[np.ndarray, np.nd
 
 def xen_core_layout(path: Path) -> XenCore:
     """The checked layout of a dump-core file: its header note, its sections and its pfn table."""
-    if not path.is_file():
-        found = "not a regular file" if path.exists() else "no such file"
-        raise InputError(path, None, f"expected a Xen dump-core file; {found}")
-    with path.open("rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            raise InputError(path, "offset 0", "expected a Xen dump-core file, found an empty file")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            sections = read_sections(path, m)
-            header = read_header_note(path, m, one_section(path, sections, NOTES, SHT_NOTE, required=True))
-            pages = one_section(path, sections, PAGES, SHT_PROGBITS, required=True)
-            tables = [s for name in TABLES if (s := one_section(path, sections, name, SHT_PROGBITS))]
-            if len(tables) != 1:
-                found = "neither" if not tables else "both"
-                raise InputError(path, f"section {P2M if tables else PFN}",
-                                 f"expected one pfn table, {PFN} (auto-translated guests) or {P2M} "
-                                 f"(PV guests), found {found}")
-            table = tables[0]
-            pfn = read_pfn_table(path, m, table, pages, header)
+    with mapped(path, "a Xen dump-core file") as m:
+        sections = read_sections(path, m)
+        header = read_header_note(path, m, one_section(path, sections, NOTES, SHT_NOTE, required=True))
+        pages = one_section(path, sections, PAGES, SHT_PROGBITS, required=True)
+        tables = [s for name in TABLES if (s := one_section(path, sections, name, SHT_PROGBITS))]
+        if len(tables) != 1:
+            found = "neither" if not tables else "both"
+            raise InputError(path, f"section {P2M if tables else PFN}",
+                             f"expected one pfn table, {PFN} (auto-translated guests) or {P2M} "
+                             f"(PV guests), found {found}")
+        table = tables[0]
+        pfn = read_pfn_table(path, m, table, pages, header)
     return XenCore(header, table, pages, pfn)
 
 
