@@ -20,7 +20,6 @@ from pathlib import Path
 from xpipe.errors import InputError
 
 
-
 def _database(args) -> Path:
     """The database the command reads: --db, else the experiment's under ./results/."""
     from xpipe.experiment import RESULTS
