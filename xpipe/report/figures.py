@@ -132,15 +132,20 @@ def area_size(df: pd.DataFrame, out: Path) -> None:
         sns.lineplot(d, x="area_mib", y="io_reduction_pct", ax=top, legend=j == len(mixes) - 1, **style)
         top.axhline(d["io_ideal_pct"].iloc[0], ls="--", color="grey")
         top.set(xscale="log", title=mix, xlabel="sharing area (MiB)", ylabel="reads avoided = hit ratio (%)")
+        sizes = sorted(d["area_mib"].unique())
         if d["savings_pct"].isna().all():  # an I/O trace: no memory to save (summary.left_out)
             bottom.text(0.5, 0.5, "no memory snapshots\nin this mix", ha="center", va="center",
                         transform=bottom.transAxes)
+            bottom.axis("off")
+            drawn = (top,)
         else:
             sns.lineplot(d, x="area_mib", y="savings_pct", ax=bottom, legend=False, **style)
             bottom.axhline(d["oracle_savings_pct"].iloc[0], ls="--", color=REGISTRY["oracle"].colour)
-        bottom.set(xscale="log", xlabel="sharing area (MiB)", ylabel="memory saved vs no sharing (%)")
-        for ax in (top, bottom):
-            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            bottom.set(xscale="log", xlabel="sharing area (MiB)", ylabel="memory saved vs no sharing (%)")
+            drawn = (top, bottom)
+        for ax in drawn:
+            ax.set_xticks(sizes, [f"{v:g}" for v in sizes])  # ticks at the sizes swept
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     _legend_right(axes[0][-1], "eviction / zero page\n(dashed: ideal, oracle)")
     _finish(fig, "Designated sharing area: I/O and memory against its size", df, out)
 
