@@ -34,6 +34,7 @@ import struct
 import subprocess
 import tracemalloc
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -311,23 +312,33 @@ def fast(tmp_path_factory) -> Dumps:
     return Dumps(folder, MIB, formats, content)
 
 
-@pytest.fixture(scope="module")
-def booted(tmp_path_factory) -> Dumps:
+@contextmanager
+def busybox_guest(workdir: Path, name: str = "kdump-1", workload: str = "idle", mib: int = BOOTED_MIB,
+                  wait: bool = True):
+    """The busybox guest of the capture tests (xpipe.capture), started and (``wait``) booted; stopped
+    on exit. Without ``wait`` the caller waits (``guest.wait_ready``), so guests can boot side by side."""
     require_qemu()
     from xpipe.capture.guest import Guest, GuestConfig
     from xpipe.capture.images import guest_image
 
-    folder = tmp_path_factory.mktemp("booted")
     image = guest_image("busybox")
-    guest = Guest(GuestConfig("kdump-1", BOOTED_MIB, image.kernel, image.initrd, image.append("idle"),
-                              image.root_disk, 1, folder / "work"))
+    guest = Guest(GuestConfig(name, mib, image.kernel, image.initrd, image.append(workload),
+                              image.root_disk, 1, workdir))
     try:
         guest.start()
-        guest.wait_ready(90)
-        guest.pause()
-        formats = take_dumps(guest.qmp, folder, BOOTED_MIB)
+        if wait:
+            guest.wait_ready(90)
+        yield guest
     finally:
         guest.stop()
+
+
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory) -> Dumps:
+    folder = tmp_path_factory.mktemp("booted")
+    with busybox_guest(folder / "work") as guest:
+        guest.pause()
+        formats = take_dumps(guest.qmp, folder, BOOTED_MIB)
     return Dumps(folder, BOOTED_MIB, formats)
 
 
@@ -475,28 +486,72 @@ def test_lzo_and_snappy_as_qemu_writes_them(fast: Dumps, tmp_path: Path) -> None
 
 # ---------------------------------------------------------------- the manifest
 
-def test_manifest_kdump_snapshot_loads_and_normalises(fast: Dumps, tmp_path: Path) -> None:
-    """A snapshot ``kdump: FILE``. QEMU's dump of a PC guest also holds the 64 firmware frames
-    below 4 GiB, which a domain of memory_mib frames does not have: this dump holds the RAM
-    frames of the real one (pmemsave), written as QEMU writes a kdump-zlib dump."""
-    from xpipe.normalise import normalise_frames
+def one_domain(tmp_path: Path, mib: int, snapshots: list[dict]):
+    """The domain of a one-domain manifest in ``tmp_path``."""
     from xpipe.readers.manifest import load_manifest
+
+    d = {"id": "a", "workload": "idle", "memory_mib": mib, "snapshots": snapshots}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"format": "xpipe-capture/1", "domains": [d]}))
+    return load_manifest(tmp_path / "m.yaml").domains[0]
+
+
+def test_manifest_kdump_snapshot_loads_and_normalises(fast: Dumps, tmp_path: Path, caplog) -> None:
+    """Snapshots ``kdump: FILE`` and ``elf: FILE`` as QEMU writes them for a PC guest: RAM and the
+    64 frames of the BIOS ROM below 4 GiB, which normalise leaves out (and says so), so they give the
+    pmemsave's frames; and a kdump-zlib dump of the RAM frames alone, which has nothing to leave out."""
+    from xpipe.normalise import normalise_frames
 
     ram = fast.path("ram.raw").read_bytes()
     pages = [ram[i : i + PAGE_SIZE] for i in range(0, len(ram), PAGE_SIZE)]
     image = write_kdump(np.arange(fast.frames), pages, fast.frames, 1, lambda p: zlib.compress(p, 1))
-    (tmp_path / "s0.kdump").write_bytes(flatten(image))
-    shutil.copy(fast.path("ram.raw"), tmp_path / "s1.raw")
-    d = {"id": "a", "workload": "idle", "memory_mib": MIB, "snapshots": [
-        {"time_s": 1, "kdump": "s0.kdump"}, {"time_s": 2, "pmemsave": "s1.raw"}]}
-    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"format": "xpipe-capture/1", "domains": [d]}))
-    domain = load_manifest(tmp_path / "m.yaml").domains[0]
-    assert [s.kind for s in domain.snapshots] == ["kdump", "pmemsave"]
-    frames = normalise_frames(domain)
+    (tmp_path / "ram.kdump").write_bytes(flatten(image))
+    shutil.copy(qemu_format(fast, "kdump-zlib"), tmp_path / "qemu.kdump")
+    shutil.copy(fast.path("core.elf"), tmp_path / "qemu.elf")
+    shutil.copy(fast.path("ram.raw"), tmp_path / "s.raw")
+    domain = one_domain(tmp_path, MIB, [
+        {"time_s": 1, "kdump": "qemu.kdump"}, {"time_s": 2, "elf": "qemu.elf"},
+        {"time_s": 3, "kdump": "ram.kdump"}, {"time_s": 4, "pmemsave": "s.raw"}])
+    assert [s.kind for s in domain.snapshots] == ["kdump", "elf", "kdump", "pmemsave"]
+    with caplog.at_level("INFO", logger="xpipe.normalise"):
+        frames = normalise_frames(domain)
     per_snap = frames.partition_by("snapshot", as_dict=True)
     want = read_pmemsave(fast.path("ram.raw"))[1].tolist()
-    assert per_snap[(0,)]["hash"].to_list() == want == per_snap[(1,)]["hash"].to_list()
-    assert per_snap[(0,)]["gfn"].to_list() == list(range(fast.frames))
+    for k in range(4):
+        assert per_snap[(k,)]["hash"].to_list() == want, k
+        assert per_snap[(k,)]["gfn"].to_list() == list(range(fast.frames)), k
+    left_out = [r.getMessage() for r in caplog.records if "firmware ROM" in r.getMessage()]
+    assert left_out == [f"domain a: snapshot {k}: left out the 64 frames of the PC firmware ROM "
+                        f"(gfn 0xfffc0..0xfffff)" for k in (1, 2)]
+
+
+def test_frames_beyond_ram_other_than_the_firmware_rom_are_refused(fast: Dumps, tmp_path: Path) -> None:
+    """Only the firmware ROM's frames are left out, and only when that leaves exactly the RAM."""
+    from xpipe.normalise import normalise_frames
+
+    shutil.copy(qemu_format(fast, "kdump-zlib"), tmp_path / "qemu.kdump")
+    # memory_mib too small: the ROM is not all that is extra
+    with pytest.raises(InputError, match=r"qemu\.kdump: expected 8192 page frames \(32 MiB\), found 16448; "
+                                         r"the 8256 frames past the first 8192 are gfn 0x2000\.\.0xfffff, "
+                                         r"not only the PC firmware ROM's \(0xfffc0\.\.0xfffff\)$"):
+        normalise_frames(one_domain(tmp_path, MIB // 2, [{"time_s": 1, "kdump": "qemu.kdump"}]))
+    # memory_mib too large: nothing is left out
+    with pytest.raises(InputError, match=r"qemu\.kdump: expected 32768 page frames \(128 MiB\), "
+                                         r"found 16448$"):
+        normalise_frames(one_domain(tmp_path, MIB * 2, [{"time_s": 1, "kdump": "qemu.kdump"}]))
+    # RAM, the ROM and one frame more (gfn 0x800, past 1 MiB of RAM)
+    zero, page = bytes(PAGE_SIZE), b"x" * PAGE_SIZE
+    pfns = [*range(256), 0x800, *range(0xFFFC0, 0x100000)]
+    image = write_kdump(pfns, [page] * len(pfns), 1 << 20, 1, lambda p: zlib.compress(p, 1))
+    (tmp_path / "extra.kdump").write_bytes(image)  # kdump-raw: the bitmaps whole (1M pfns, to 4 GiB)
+    with pytest.raises(InputError, match=r"found 321; the 65 frames past the first 256 "
+                                         r"are gfn 0x800\.\.0xfffff"):
+        normalise_frames(one_domain(tmp_path, 1, [{"time_s": 1, "kdump": "extra.kdump"}]))
+    # without that frame: the ROM is left out
+    pfns.remove(0x800)
+    image = write_kdump(pfns, [zero] * 256 + [page] * 64, 1 << 20, 1, lambda p: zlib.compress(p, 1))
+    (tmp_path / "ok.kdump").write_bytes(image)
+    frames = normalise_frames(one_domain(tmp_path, 1, [{"time_s": 1, "kdump": "ok.kdump"}]))
+    assert frames["gfn"].to_list() == list(range(256)) and (frames["hash"] == ZERO_HASH).all()
 
 
 # ---------------------------------------------------------------- bad files: one InputError each

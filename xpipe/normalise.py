@@ -48,9 +48,21 @@ def normalise_frames(domain: Domain, threads: int = 0) -> pl.DataFrame:
     first_gfn = None
     for k, snap in enumerate(domain.snapshots):
         gfn, h = SNAPSHOT_READERS[snap.kind](snap.path, threads)
+        if len(h) > expected:
+            # QEMU's ELF/kdump dumps hold every RAM block mapped in the guest's physical address
+            # space, the PC's 256 KiB BIOS ROM just below 4 GiB included: not guest RAM.
+            rom = (gfn >= 0xFFFC0) & (gfn < 0x100000)
+            if len(h) - int(rom.sum()) == expected:
+                log.info("domain %s: snapshot %d: left out the %d frames of the PC firmware ROM "
+                         "(gfn 0xfffc0..0xfffff)", domain.id, k + 1, int(rom.sum()))
+                gfn, h = gfn[~rom], h[~rom]
         if len(h) != expected:
-            raise InputError(snap.path, None,
-                             f"expected {expected} page frames ({domain.memory_mib} MiB), found {len(h)}")
+            found = f"expected {expected} page frames ({domain.memory_mib} MiB), found {len(h)}"
+            if len(h) > expected:
+                extra = np.sort(gfn)[expected:]
+                found += (f"; the {len(extra)} frames past the first {expected} are gfn {extra[0]:#x}.."
+                          f"{extra[-1]:#x}, not only the PC firmware ROM's (0xfffc0..0xfffff)")
+            raise InputError(snap.path, None, found)
         if first_gfn is None:
             first_gfn = gfn
         elif not np.array_equal(gfn, first_gfn):
