@@ -244,7 +244,8 @@ def test_experiments_keep_their_own_results(tiny):
     con.close()
     con = connect(test / "results/other/xpipe.duckdb")  # other.yaml's mix, and the base file's (merged)
     assert con.sql("SELECT DISTINCT capture FROM pages ORDER BY 1").fetchall() == [("small",), ("tiny",)]
-    assert con.sql("SELECT DISTINCT mix FROM summary ORDER BY 1").fetchall() == [("all",), ("pair",), ("two",)]
+    assert con.sql("SELECT DISTINCT mix FROM summary ORDER BY 1").fetchall() == \
+        [("all",), ("io-only",), ("pair",), ("two",)]
     con.close()
     con = connect(test / "results/default/xpipe.duckdb")
     assert con.sql("SELECT DISTINCT capture FROM pages").fetchall() == [("tiny",)]
