@@ -29,6 +29,9 @@ plus three hypothesis fuzz tests of 300 generated inputs each, 1017 in all:
   valid files): compact files plain and gzipped (also read as kpageflags),
   manifests, read traces plain and gzipped: 3 x 300
 
+Two more fuzz tests of 300 inputs each cover the FIU trace reader and the
+pmemsave / ELF dump reader (the Xen and kdump readers have their own).
+
 Stale temporary files (10) are tested in tests/test_io.py.
 """
 
@@ -623,3 +626,42 @@ def test_fuzz_blktrace_reader(fuzz_dir, data, gz, epoch):
     assert ((off >= 0) & (n > 0) & (off + n <= 1 << 20)).all()
     if epoch is not None:
         assert (t >= -1e-5).all()
+
+
+# -- readers added later: FIU traces and pmemsave / ELF dumps, fuzzed alike -----------------
+
+_FIU = ("89968195792462 20782 gzip 283193184 8 R 6 0 56f11b711d91a065a2b6458eca924523\n"
+        "89968195793462 30000 httpd 16 8 W 8 16 00112233445566778899aabbccddeeff\n").encode()
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_fiu_reader(tmp_path_factory, data):
+    from xpipe.readers.fiu import read_fiu
+
+    path = tmp_path_factory.mktemp("fiu") / "t.fiu"
+    path.write_bytes(data.draw(mutations(_FIU)))
+    try:
+        tr = read_fiu(path)
+    except InputError as e:
+        assert str(path) in str(e)
+        return
+    assert len(tr) >= 1 and np.isfinite(tr.time_s).all() and (tr.sectors > 0).all()
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_dump_reader(tmp_path_factory, data):
+    from elfcore import elf_core
+
+    from xpipe.readers.memdump import read_dump
+
+    valid = elf_core([(0x2000, pages(1, 2)), (0x9000, pages(0))])
+    path = tmp_path_factory.mktemp("dump") / "m.elf"
+    path.write_bytes(data.draw(mutations(valid)))
+    try:
+        gfn, h = read_dump(path)
+    except InputError as e:
+        assert str(path) in str(e)
+        return
+    assert len(gfn) == len(h) and (np.diff(gfn) > 0).all()
