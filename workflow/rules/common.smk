@@ -22,7 +22,6 @@ except InputError as e:  # one line naming the file and the key, not a stack
 RUNS = [r.run_id for r in X.runs]
 # one figure per query file: workflow/sql/figures/NAME.sql, drawn by xpipe.report.figures.NAME
 FIGURES = sorted(p.stem for p in (SRC / "workflow/sql/figures").glob("*.sql"))
-RUN_TABLES = (SUMMARY, TIMELINE, TYPES, PREFIXES)
 PER_PAGE = (FRAMES, REQUESTS, PAGES, READS)
 
 
