@@ -83,3 +83,24 @@ def test_an_fiu_trace_is_told_by_its_lines(tmp_path):
     assert inspect(path).endswith("fiu, 2 requests (1 reads, 1 writes), devices 6:0, 1 processes, 0.0 s, "
                                   "1 distinct contents, hash md5 (most frequent, taken as the zero block: "
                                   "100.0% of requests)")
+
+
+def test_lenient_skips_bad_records_and_counts_them_by_kind(tmp_path):
+    fiu = tmp_path / "day1.txt"
+    fiu.write_text("89968195792462 20782 gzip 283193184 8 R 6 0 56f11b711d91a065a2b6458eca924523\n"
+                   "garbage\n"
+                   "89968195792462 20782 gzip 283193184 0 R 6 0 56f11b711d91a065a2b6458eca924523\n")
+    with pytest.raises(InputError, match="line 2: expected 'ts_ns pid process"):
+        inspect(fiu)
+    line = inspect(fiu, lenient=True)
+    assert "fiu, 1 requests (1 reads, 0 writes)" in line
+    assert line.endswith("; SKIPPED 2 bad records (malformed line: 1, size 0 or number out of range: 1)")
+    blk = tmp_path / "reads.log"
+    good = "1@1000.000001:blk_co_preadv blk 0x1 bs 0x2 offset 0 bytes 4096 flags 0x0\n"
+    blk.write_text(good + "1@1000.000002:blk_co_preadv blk 0x1 bs 0x2 offset x bytes 4096 flags 0x0\n"
+                   + "not a trace line at all\n" + good)
+    line = inspect(blk, lenient=True)
+    assert "qemu-blk, 2 reads, " in line and line.endswith("; SKIPPED 2 bad records (malformed line: 2)")
+    dump = tmp_path / "m.raw"
+    dump.write_bytes(pages(1))
+    assert "SKIPPED" not in inspect(dump, lenient=True)  # a dump has no records to skip

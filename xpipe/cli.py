@@ -115,7 +115,7 @@ def _inspect(args) -> int:
     bad = 0
     for f in args.files:
         try:
-            print(inspect(f, args.format))
+            print(inspect(f, args.format, args.lenient))
         except InputError as e:
             print(f"xpipe inspect: {e}", file=sys.stderr)
             bad += 1
@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="what each trace or dump is and whether it is whole (reads it all)")
     i.add_argument("files", nargs="+", help="memory dumps, compact page-hash files, QEMU read traces")
     i.add_argument("--format", choices=tuple(FORMATS), help="the format, instead of detecting it")
+    i.add_argument("--lenient", action="store_true",
+                   help="skip bad records of a trace (qemu-blk, fiu), counting them by kind, instead of stopping")
     i.set_defaults(func=_inspect)
 
     s = sub.add_parser("synth", help="write a SYNTHETIC capture bundle (for tests and scale runs)")

@@ -18,3 +18,11 @@ class InputError(ValueError):
         self.expected = expected
         at = f"{self.path}, {where}" if where else self.path
         super().__init__(f"{at}: {expected}")
+
+
+def bad_record(skipped: dict[str, int] | None, kind: str, path: str | Path, where: str, expected: str) -> None:
+    """One bad record of a trace: an InputError, or, when reading leniently (``skipped``
+    given), counted under ``kind`` so the caller skips it and reports the count."""
+    if skipped is None:
+        raise InputError(path, where, expected)
+    skipped[kind] = skipped.get(kind, 0) + 1

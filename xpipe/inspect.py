@@ -77,7 +77,7 @@ def detect(path: Path) -> str:
 
 
 def _snapshot(kind: str) -> Callable[[Path], str]:
-    def describe(path: Path) -> str:
+    def describe(path: Path, skipped: dict[str, int] | None) -> str:  # a dump has no records to skip
         from xpipe.readers.registry import SNAPSHOT_READERS
 
         if kind not in SNAPSHOT_READERS:
@@ -90,20 +90,20 @@ def _snapshot(kind: str) -> Callable[[Path], str]:
     return describe
 
 
-def _qemu_blk(path: Path) -> str:
+def _qemu_blk(path: Path, skipped: dict[str, int] | None) -> str:
     from xpipe.readers.blktrace import read_blk_trace
 
-    t, off, n = read_blk_trace(path, 0.0)
+    t, off, n = read_blk_trace(path, 0.0, skipped=skipped)
     if not len(t):
         return "0 reads"
     return (f"{len(t):,} reads, {int(n.sum()) / 2**20:,.1f} MiB, timestamps {t.min():.6f}-{t.max():.6f} s "
             f"(epoch; {t.max() - t.min():.1f} s), offsets up to {int((off + n).max()):,} bytes")
 
 
-def _fiu(path: Path) -> str:
+def _fiu(path: Path, skipped: dict[str, int] | None) -> str:
     from xpipe.readers.fiu import read_fiu
 
-    tr = read_fiu(path)
+    tr = read_fiu(path, skipped)
     _, counts = np.unique(tr.digest, return_counts=True)
     return (f"{len(tr):,} requests ({int((~tr.write).sum()):,} reads, {int(tr.write.sum()):,} writes), "
             f"devices {', '.join(sorted(set(tr.device)))}, {len(set(tr.process)):,} processes, "
@@ -111,8 +111,9 @@ def _fiu(path: Path) -> str:
             f"(most frequent, taken as the zero block: {counts.max() / len(tr):.1%} of requests)")
 
 
-#: format -> what it reports, reading the whole file with the workflow's reader.
-FORMATS: dict[str, Callable[[Path], str]] = {
+#: format -> what it reports, reading the whole file with the workflow's reader
+#: (leniently, counting bad records by kind, when given a dict to count into).
+FORMATS: dict[str, Callable[[Path, dict[str, int] | None], str]] = {
     "raw": _snapshot("pmemsave"),
     "elf": _snapshot("elf"),
     "kdump": _snapshot("kdump"),
@@ -123,11 +124,21 @@ FORMATS: dict[str, Callable[[Path], str]] = {
 }
 
 
-def inspect(path: str | Path, fmt: str | None = None) -> str:
-    """One line on ``path``: its format and what it holds; InputError when it is not whole."""
+#: The formats read record by record, whose bad records --lenient can skip.
+LINE_FORMATS = ("qemu-blk", "fiu")
+
+
+def inspect(path: str | Path, fmt: str | None = None, lenient: bool = False) -> str:
+    """One line on ``path``: its format and what it holds; InputError when it is not whole.
+    ``lenient``: bad records of a line format are skipped and counted in the line instead."""
     path = Path(path)
     if fmt is None:
         fmt = detect(path)
     elif fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    return f"{path}: {fmt}, {FORMATS[fmt](path)}"
+    skipped: dict[str, int] | None = {} if lenient and fmt in LINE_FORMATS else None
+    line = f"{path}: {fmt}, {FORMATS[fmt](path, skipped)}"
+    if skipped:
+        kinds = ", ".join(f"{k}: {v:,}" for k, v in sorted(skipped.items()))
+        line += f"; SKIPPED {sum(skipped.values()):,} bad records ({kinds})"
+    return line

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xpipe.errors import InputError
+from xpipe.errors import InputError, bad_record
 from xpipe.readers.compact import read_bytes
 
 if TYPE_CHECKING:
@@ -47,14 +47,16 @@ _START_SLACK_S = 2e-6
 
 
 def read_blk_trace(
-    path: str | Path, start_epoch_s: float | None, disk_bytes: int | None = None
+    path: str | Path, start_epoch_s: float | None, disk_bytes: int | None = None,
+    skipped: dict[str, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(time_s, offset, bytes) of every read request, time relative to ``start_epoch_s``.
 
     Without ``start_epoch_s`` the lines may lack timestamps and times are NaN.
     Reads past ``disk_bytes`` are an error: they would read content we do not have.
     A read before ``start_epoch_s`` (the guest's time 0, when QEMU started) is an
-    error too: the trace and the start time are not of the same run.
+    error too: the trace and the start time are not of the same run. With ``skipped``
+    (lenient reading) a bad line is counted there by kind and left out instead.
     """
     path = Path(path)
     if start_epoch_s is not None and not math.isfinite(start_epoch_s):
@@ -75,33 +77,32 @@ def read_blk_trace(
             expected = _EXPECTED if _EVENT_NAME in line else (
                 "expected a QEMU log-backend trace line ('PID@SEC.USEC:EVENT ARGS', EVENT such as "
                 "blk_co_preadv)")
-            raise InputError(path, f"line {lineno}", f"{expected}; got {line.strip()[:120]!r}")
+            bad_record(skipped, "malformed line", path, f"line {lineno}", f"{expected}; got {line.strip()[:120]!r}")
+            continue
         preadv_lines += 1
         off, n = int(m["offset"]), int(m["bytes"])
         if n == 0:
             continue
         if off + n > _MAX_BYTES:
-            raise InputError(path, f"line {lineno}",
-                             f"expected a read below byte 2**63; got offset {off} bytes {n}")
+            bad_record(skipped, "read past 2**63", path, f"line {lineno}",
+                       f"expected a read below byte 2**63; got offset {off} bytes {n}")
+            continue
         if disk_bytes is not None and off + n > disk_bytes:
-            raise InputError(
-                path, f"line {lineno}",
-                f"expected a read inside the {disk_bytes}-byte disk image; got offset {off} bytes {n}",
-            )
+            bad_record(skipped, "read outside the disk", path, f"line {lineno}",
+                       f"expected a read inside the {disk_bytes}-byte disk image; got offset {off} bytes {n}")
+            continue
         if m["sec"] is not None and start_epoch_s is not None:
             t = int(m["sec"]) + int(m["usec"]) / 1e6 - start_epoch_s
             if t < -_START_SLACK_S:
-                raise InputError(
-                    path, f"line {lineno}",
-                    f"expected a read after the guest started (at {start_epoch_s:.6f}, "
-                    f"reads_start_epoch_s); got one {-t:.6f} s before: is the start time this trace's?",
-                )
+                bad_record(skipped, "read before the guest started", path, f"line {lineno}",
+                           f"expected a read after the guest started (at {start_epoch_s:.6f}, "
+                           f"reads_start_epoch_s); got one {-t:.6f} s before: is the start time this trace's?")
+                continue
             times.append(t)
         elif start_epoch_s is not None:
-            raise InputError(
-                path, f"line {lineno}",
-                "expected a 'PID@SEC.USEC:' timestamp (run QEMU with -msg timestamp=on)",
-            )
+            bad_record(skipped, "no timestamp", path, f"line {lineno}",
+                       "expected a 'PID@SEC.USEC:' timestamp (run QEMU with -msg timestamp=on)")
+            continue
         else:
             times.append(np.nan)
         offsets.append(off)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xpipe.errors import InputError
+from xpipe.errors import InputError, bad_record
 from xpipe.hashing import PAGE_SIZE, ZERO_HASH
 from xpipe.readers.compact import read_bytes
 
@@ -59,8 +59,9 @@ def digest64(md5_hex: bytes) -> int:
     return int.from_bytes(bytes.fromhex(md5_hex.decode("ascii"))[:8], "little")
 
 
-def read_fiu(path: str | Path) -> FiuTrace:
-    """Every request of the trace; InputError names the line of the first bad one."""
+def read_fiu(path: str | Path, skipped: dict[str, int] | None = None) -> FiuTrace:
+    """Every request of the trace; InputError names the line of the first bad one. With
+    ``skipped`` (lenient reading) bad lines are counted there by kind and left out."""
     path = Path(path)
     data = read_bytes(path)
     cols: dict[str, list] = {k: [] for k in ("ts", "proc", "lba", "size", "op", "dev", "md5", "line")}
@@ -70,11 +71,14 @@ def read_fiu(path: str | Path) -> FiuTrace:
             continue
         m = _LINE.fullmatch(line)
         if not m:
-            raise InputError(path, f"line {lineno}", f"{_EXPECTED}; got {line[:120].decode('utf-8', 'replace')!r}")
+            bad_record(skipped, "malformed line", path, f"line {lineno}",
+                       f"{_EXPECTED}; got {line[:120].decode('utf-8', 'replace')!r}")
+            continue
         size = int(m["size"])
         if size == 0 or int(m["lba"]) >= 1 << 53 or int(m["ts"]) >= 1 << 63:
-            raise InputError(path, f"line {lineno}", f"{_EXPECTED} with a size of 1 or more sectors and "
-                             "lba and ts in range")
+            bad_record(skipped, "size 0 or number out of range", path, f"line {lineno}",
+                       f"{_EXPECTED} with a size of 1 or more sectors and lba and ts in range")
+            continue
         cols["ts"].append(int(m["ts"]))
         cols["proc"].append(m["proc"].decode("utf-8", "replace"))
         cols["lba"].append(int(m["lba"]))
