@@ -76,7 +76,8 @@ def normalise_requests(domain: Domain, disk_bytes: int | None) -> pl.DataFrame:
     """The domain's read requests, by the reader of its trace's format."""
     if domain.reads is None:
         return pl.DataFrame(schema=REQUESTS.schema)
-    t, off, n, h = READ_TRACE_READERS[domain.reads_format](domain, disk_bytes)
+    t, off, n, h = READ_TRACE_READERS[domain.reads_format](domain.reads, domain.reads_start_epoch_s,
+                                                           dict(domain.reads_select), disk_bytes)
     hashes = pl.Series(h, dtype=pl.UInt64) if h is not None else pl.repeat(None, len(t), dtype=pl.UInt64,
                                                                           eager=True)
     return pl.DataFrame({"domain": domain.id, "seq": np.arange(len(t), dtype=np.int64),

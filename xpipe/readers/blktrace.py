@@ -22,15 +22,11 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xpipe.errors import InputError, bad_record
 from xpipe.readers.compact import read_bytes
-
-if TYPE_CHECKING:
-    from xpipe.readers.manifest import Domain
 
 _EVENT_NAME = "blk_co_preadv"
 _LINE = re.compile(
@@ -120,11 +116,11 @@ def read_blk_trace(
     )
 
 
-def blk_requests(domain: Domain, disk_bytes: int | None):
+def blk_requests(path: Path, start_epoch_s: float | None, select: dict[str, str], disk_bytes: int | None):
     """The read-trace interface (xpipe.readers.registry): (time_s, offset, bytes, None),
     None because the content comes from the domain's disk image."""
-    t, off, n = read_blk_trace(domain.reads, domain.reads_start_epoch_s, disk_bytes)
+    t, off, n = read_blk_trace(path, start_epoch_s, disk_bytes)
     if np.isnan(t).any():
-        raise InputError(domain.reads, None,
+        raise InputError(path, None,
                          "expected timestamped reads and 'reads_start_epoch_s' in the manifest's domain entry")
     return t, off, n, None

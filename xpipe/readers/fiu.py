@@ -17,16 +17,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xpipe.errors import InputError, bad_record
 from xpipe.hashing import PAGE_SIZE, ZERO_HASH
 from xpipe.readers.compact import read_bytes
-
-if TYPE_CHECKING:
-    from xpipe.readers.manifest import Domain
 
 #: What a line must be; ts and lba are unsigned decimals, md5 32 hex digits.
 _LINE = re.compile(
@@ -101,23 +97,23 @@ def read_fiu(path: str | Path, skipped: dict[str, int] | None = None) -> FiuTrac
     )
 
 
-def fiu_requests(domain: Domain, disk_bytes: int | None):
+def fiu_requests(path: Path, start_epoch_s: float | None, select: dict[str, str], disk_bytes: int | None):
     """The read-trace interface (xpipe.readers.registry): (time_s, offset, bytes, hash) of
     the domain's reads, selected by device and/or process. Times count from the file's
     first request, so domains of one file share a clock. Writes are not reads; a later
     read of a written block carries the written content's digest itself. The most
     frequent digest of the file stands for the zero block (xpipe.hashing.ZERO_HASH)."""
-    tr = read_fiu(domain.reads)
+    tr = read_fiu(path)
     keep = ~tr.write
-    for key, value in domain.reads_select:
+    for key, value in select.items():
         keep &= (tr.device if key == "device" else tr.process) == value
     if not keep.any():
-        what = ", ".join(f"{k} {v}" for k, v in domain.reads_select) or "any device"
-        raise InputError(domain.reads, None, f"expected read requests of {what}; found none")
+        what = ", ".join(f"{k} {v}" for k, v in select.items()) or "any device"
+        raise InputError(path, None, f"expected read requests of {what}; found none")
     idx = np.flatnonzero(keep)
     odd = idx[tr.sectors[idx] != PAGE_SIZE // SECTOR]
     if len(odd):
-        raise InputError(domain.reads, f"line {int(tr.line[odd[0]])}",
+        raise InputError(path, f"line {int(tr.line[odd[0]])}",
                          f"expected {PAGE_SIZE // SECTOR}-sector (4 KiB) requests, one digest per page; "
                          f"per-512 B digests (the homes traces) do not tell a page's content")
     values, counts = np.unique(tr.digest, return_counts=True)

@@ -27,9 +27,12 @@ SNAPSHOT_READERS: dict[str, SnapshotReader] = {
     "xen": read_xen_core,
 }
 
-#: (domain, disk size in bytes or None) -> (time_s, offset, bytes, content hash or None), one
-#: element per read request in trace order; None when the content comes from the disk image.
-ReadTraceReader = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]
+#: (trace file, wall-clock time of guest time 0 or None, the domain's selection of a shared
+#: trace (device, process), disk size in bytes or None) -> (time_s, offset, bytes, content
+#: hash or None), one element per read request in trace order; None when the content comes
+#: from the disk image.
+ReadTraceReader = Callable[[Path, float | None, dict[str, str], int | None],
+                           tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]
 
 #: Manifest reads format -> its reader: a plain path is a qemu-blk trace; `reads: {fiu: PATH, ...}`.
 READ_TRACE_READERS: dict[str, ReadTraceReader] = {
