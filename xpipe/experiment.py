@@ -105,7 +105,7 @@ class Experiment:
             raise InputError(where, "sweep", str(e)) from None
         sources = {c: capture_source(c, entry) for c, entry in config["captures"].items()}
         for c in sorted({m["capture"] for m in config["mixes"].values()} & set(sources)):
-            claim_capture(c, config["captures"][c], where)
+            claim_capture(c, config["captures"][c], where)  # the mixes' captures: checked just below
         for mix, m in config["mixes"].items():
             if m["capture"] not in sources:
                 raise InputError(where, f"mixes.{mix}.capture",
@@ -120,6 +120,11 @@ class Experiment:
     def path(self, result: str, **values) -> str:
         """An entry of RESULTS for this experiment; fields not given stay {wildcards}."""
         return fill(RESULTS[result], experiment=self.name, **values)
+
+    @property
+    def captures(self) -> list[str]:
+        """The captures the experiment's mixes use (its per-page views hold exactly these)."""
+        return sorted({m["capture"] for m in self.config["mixes"].values()})
 
     def mix_source(self, mix: str) -> CaptureSource:
         return self.sources[self.config["mixes"][mix]["capture"]]

@@ -81,8 +81,7 @@ def mix_tables(table):
     """An input function: the mix's domains' files of ``table`` (PAGES or READS)."""
 
     def files(wildcards):
-        capture = X.config["mixes"][wildcards.mix]["capture"]
-        return [table.path(capture=capture, domain=d) for d in X.mix_domains(wildcards.mix)]
+        return [table.path(capture=mix_capture(wildcards), domain=d) for d in X.mix_domains(wildcards.mix)]
 
     return files
 
@@ -93,7 +92,7 @@ def figure_caption(wildcards):
 
 
 def mix_capture(wildcards):
-    return X.config["mixes"][wildcards.mix]["capture"]
+    return X.mix_source(wildcards.mix).name
 
 
 def mix_synthetic(wildcards):
@@ -105,10 +104,5 @@ def run_tables(table):
     return [table.path(experiment=X.name, mix=m) for m in X.config["mixes"]]
 
 
-def experiment_captures():
-    """The captures the experiment's mixes use (the per-page views hold exactly these)."""
-    return sorted({m["capture"] for m in X.config["mixes"].values()})
-
-
 def per_page_files(table):
-    return {c: [table.path(capture=c, domain=d) for d in X.sources[c].domains()] for c in experiment_captures()}
+    return {c: [table.path(capture=c, domain=d) for d in X.sources[c].domains()] for c in X.captures}

@@ -8,7 +8,7 @@ rule build_database:
         timeline=run_tables(TIMELINE),
         types=run_tables(TYPES),
         prefixes=run_tables(PREFIXES),
-        domains=[DOMAINS.path(capture=c) for c in experiment_captures()],
+        domains=[DOMAINS.path(capture=c) for c in X.captures],
         # the per-page views name these files; they exist once the mixes are replayed
         per_page=[f for t in PER_PAGE for files in per_page_files(t).values() for f in files],
     output:
