@@ -75,9 +75,30 @@ def test_a_bad_line_is_named(tmp_path, line, message):
         read_fiu(tmp_path / "t.fiu")
 
 
-def test_per_512_byte_digests_are_refused(tmp_path):
+def test_per_512_byte_digests_make_pages(tmp_path):
+    """The homes variant, one digest per sector: eight consecutive reads of a page's sectors are
+    one page read; a part of a page is a read of a content nothing else has."""
+    s = [f"{i:032x}" for i in range(1, 9)]  # eight sector digests
+    lines = [f"{1000 + k} 1 tar {16 + k} 1 R 6 0 {s[k]}" for k in range(8)]  # page 2, whole
+    lines += [f"{2000 + k} 1 tar {40 + k} 1 R 6 0 {s[k]}" for k in range(8)]  # page 5: same content
+    lines += [f"{3000 + k} 1 tar {64 + k} 1 R 6 0 {Z}" for k in range(8)]  # page 8: zero sectors
+    lines += [f"{3900 + k} 2 cp {64 + k} 1 W 6 0 {Z}" for k in range(8)]  # writes: not reads
+    lines += [f"{4000 + k} 1 tar {8 + k} 1 R 6 0 {s[k]}" for k in range(3)]  # page 1: part
+    lines += [f"{5000 + k} 1 tar {8 + k} 1 R 6 0 {s[k]}" for k in range(3)]  # again: part
+    lines += [f"{6000 + k} 1 tar {64 + k} 1 R 6 0 {Z}" for k in range(8)]  # page 8 again
+    req = normalise_requests(bundle(tmp_path, lines=lines).domains[0], None)
+    assert [round(t * 1e9) for t in req["time_s"]] == [0, 1000, 2000, 3000, 4000, 5000]  # ns after the first
+    assert req["offset"].to_list() == [2 * 4096, 5 * 4096, 8 * 4096, 4096, 4096, 8 * 4096]
+    assert req["bytes"].to_list() == [4096] * 6
+    h = req["hash"].to_list()
+    assert h[0] == h[1] and h[2] == h[5] == ZERO_HASH  # Z: the most frequent sector digest
+    assert len({h[0], h[2], h[3], h[4]}) == 4  # each part is a content of its own
+
+
+def test_per_512_byte_and_4_kib_digests_in_one_domain_are_refused(tmp_path):
     m = bundle(tmp_path, lines=LINES + [f"89968195799462 1 tar 40 1 R 6 0 {A}"], device="6:0")
-    with pytest.raises(InputError, match=r"line 8: expected 8-sector .* \(the homes traces\)"):
+    with pytest.raises(InputError, match=r"line 8: expected every read of one size, 8 sectors .* or 1 .* "
+                                         r"\(line 1: 8 sectors\); found 1"):
         normalise_requests(m.domains[0], None)
 
 
@@ -89,7 +110,8 @@ def test_no_reads_of_the_selected_device_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"hash_kind": "xxh3-64"}, r"domains\[0\].reads: expected a qemu-blk trace: the bundle's hash_kind is xxh3-64"),
-    ({"hash_kind": "sha1"}, "hash_kind: expected one of xxh3-64, md5"),
+    ({"hash_kind": "32-bit"}, r"domains\[0\].reads: expected no reads: the bundle's hash_kind is 32-bit"),
+    ({"hash_kind": "sha1"}, "hash_kind: expected one of xxh3-64, md5, 32-bit"),
 ])
 def test_hash_kinds_are_never_mixed(tmp_path, change, message):
     bundle(tmp_path)
@@ -105,7 +127,7 @@ def test_memory_snapshots_are_not_md5(tmp_path):
     (tmp_path / "s0.xxh").write_bytes(b"\0" * 8)
     raw["domains"][0] |= {"memory_mib": 1, "snapshots": [{"time_s": 1, "pages": "s0.xxh"}]}
     (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(InputError, match=r"domains\[0\].snapshots: memory snapshots are hashed with xxh3-64"):
+    with pytest.raises(InputError, match=r"domains\[0\].snapshots: expected no memory snapshots: the bundle's hash_kind is md5"):
         load_manifest(tmp_path / "manifest.yaml")
 
 

@@ -42,6 +42,7 @@ import gzip
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -451,8 +452,7 @@ def test_a_write_failing_on_the_temporary_file_names_the_output(tmp_path, capsys
 
 @pytest.mark.parametrize("change", ["grow", "shrink"])
 def test_a_dump_that_changes_while_hashed_is_refused(tmp_path, monkeypatch, change):
-    """Growth, or shrinking before the hashing maps it, is caught; shrinking *while* a page
-    is mapped raises SIGBUS, which cannot be caught (xpipe.readers.memdump.read_dump)."""
+    """Growth, or shrinking before the hashing reads it, is caught."""
     dump = tmp_path / "g.raw"
     dump.write_bytes(pages(0, 1, 2, 3))
     real = memdump.hash_file
@@ -471,6 +471,37 @@ def test_a_dump_that_changes_while_hashed_is_refused(tmp_path, monkeypatch, chan
                                          r"was read \(16384 -> (20480|4096) bytes\)"):
         hash_dump(dump, tmp_path / "o.parquet")
     assert not (tmp_path / "o.parquet").exists()
+
+
+def _bytes_read(pid: int) -> int:
+    """Bytes the process has read so far (/proc/PID/io rchar); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+    except OSError:
+        return 0
+
+
+def test_a_dump_that_shrinks_while_hashed_is_refused_in_one_line(tmp_path):
+    """A dump cut short while the hashing threads read it: one line and exit 2, not a
+    SIGBUS death (the C hashing reads with pread, so the lost part is a short read).
+    The dump is sparse and large, and is cut once the process has read 1 GiB of it, so
+    the cut lands while the threads are still reading."""
+    dump = tmp_path / "g.raw"
+    with open(dump, "wb") as f:
+        f.truncate(64 << 30)
+    out = tmp_path / "o.parquet"
+    proc = subprocess.Popen([sys.executable, "-m", "xpipe.cli", "hash", str(dump), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while _bytes_read(proc.pid) < 1 << 30 and proc.poll() is None:
+        time.sleep(0.01)
+    os.truncate(dump, 1 << 20)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2, stderr  # bad input (1: the output cannot be written)
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert stderr.startswith(f"xpipe hash: {dump}: expected a dump no process is writing; it changed while it "
+                             f"was read ({64 << 30} -> {1 << 20} bytes)")
+    assert not out.exists()
 
 
 # -- 9. xpipe describe on a file that is no database; xpipe synth's spec -------------------

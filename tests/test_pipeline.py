@@ -275,3 +275,42 @@ def test_recorded_capture_is_made_first_then_replayed(tmp_path):
     assert savings["none"] == 0.0 and savings["oracle"] >= savings["dsa"] >= 0.0
     con.close()
     assert planned_jobs(root) == {}  # the capture is not redone
+
+
+def test_a_lenient_capture_skips_and_counts_bad_records(tiny, tmp_path):
+    """A trace with bad lines: a capture that says `lenient: true` skips and counts them
+    (the domains table, the skipped table); without it the run stops at the first, naming it."""
+    import gzip
+
+    import polars as pl
+
+    test = tiny / ".test"
+    bundle = test / "bad-fiu"
+    shutil.copytree(ROOT / "data/fiu-synthetic", bundle)
+    lines = gzip.decompress((bundle / "trace.txt.gz").read_bytes()).decode().splitlines(keepends=True)
+    lines[5:5] = ["garbage\n", "1 2 p 8 0 R 8 0 " + "0" * 32 + "\n"]  # malformed; size 0
+    lines[9:9] = ["not a request either\n"]
+    (bundle / "trace.txt.gz").write_bytes(gzip.compress("".join(lines).encode()))
+    mixes = {"bad": {"capture": "badfiu", "domains": ["dev-8-0", "dev-8-16"]}}
+    lenient = test / "lenient.yaml"
+    lenient.write_text(yaml.safe_dump({
+        "captures": {"badfiu": {"manifest": "bad-fiu/manifest.yaml", "lenient": True}}, "mixes": mixes,
+        "sweep": {"policies": ["none", "oracle", "dsa"], "area_mib": [1], "eviction": ["lru"]},
+        "domains_per_host": False}))
+    snakemake(tiny, *TEST, "--cores", "2", "--configfile", str(lenient))
+    domains = pl.read_parquet(test / "results/normalised/badfiu/domains.parquet")
+    assert domains["records_skipped"].to_list() == [3, 3]  # both domains read the one file
+    skipped = pl.read_parquet(test / "results/normalised/badfiu/skipped/dev-8-0.parquet")
+    assert dict(zip(skipped["kind"], skipped["records"])) == {"malformed line": 2,
+                                                              "size 0 or number out of range": 1}
+    con = connect(test / "results/lenient/xpipe.duckdb")
+    assert con.sql("SELECT sum(records_skipped) FROM domains WHERE capture = 'badfiu'").fetchone() == (6,)
+    con.close()
+
+    strict = test / "strict.yaml"
+    strict.write_text(lenient.read_text().replace("badfiu", "strictfiu").replace("lenient: true", "lenient: false"))
+    r = snakemake(tiny, *TEST, "--cores", "2", "--configfile", str(strict), check=False)
+    assert r.returncode != 0
+    assert re.search(r"bad-fiu/trace\.txt\.gz, line 6: expected 'ts_ns pid process lba size R\|W major minor md5'",
+                     r.stdout + r.stderr)
+    assert "Traceback" not in r.stdout + r.stderr

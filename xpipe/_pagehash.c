@@ -2,16 +2,16 @@
  * GIL released so that Python threads hash on every core at once.
  *
  * The hashes equal xxhash.xxh3_64_intdigest of each page (tests check this).
- * Files are read through one mmap window per piece, unmapped before the next,
- * so resident memory stays at one window per thread. A file that
- * shrinks while it is hashed raises SIGBUS, as any mmap reader would.
+ * Files are read with pread into one small buffer per thread, not mapped: a
+ * file that shrinks while it is hashed ends in a short read, which is an
+ * error the caller reports, where an mmap reader would die of SIGBUS.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +19,10 @@
 #include "xxhash.h"
 
 #define PAGE 4096
+/* Pages read per pread: 256 KiB stays in the core's cache for the hashing. */
+#define BUFFER_PAGES 64
+/* hash_piece's code for a file that ended early (errno values are positive). */
+#define SHORT_READ (-1)
 
 static void hash_run(const unsigned char *src, Py_ssize_t pages, unsigned char *out)
 {
@@ -72,16 +76,28 @@ PyDoc_STRVAR(hash_pieces_doc,
 "GIL. Returns when no piece is left; setting ``next`` past the last piece\n"
 "stops every caller after its current piece.");
 
-/* One piece: map its window of the file (mmap wants an aligned offset), hash, unmap. */
-static int hash_piece(int fd, long long offset, long long pages, unsigned char *out)
+/* One piece: read it in buffers of BUFFER_PAGES pages and hash each. Returns 0,
+ * an errno value, or SHORT_READ when the file ends before the piece does. */
+static int hash_piece(int fd, long long offset, long long pages, unsigned char *out, unsigned char *buf)
 {
-    long long start = offset - offset % sysconf(_SC_PAGESIZE);
-    size_t len = (size_t)(offset - start) + (size_t)pages * PAGE;
-    unsigned char *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, start);
-    if (m == MAP_FAILED)
-        return errno;
-    hash_run(m + (offset - start), pages, out);
-    munmap(m, len);
+    while (pages > 0) {
+        long long n = pages < BUFFER_PAGES ? pages : BUFFER_PAGES;
+        size_t want = (size_t)n * PAGE, got = 0;
+        while (got < want) {
+            ssize_t r = pread(fd, buf + got, want - got, (off_t)(offset + (long long)got));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0)
+                return errno;
+            if (r == 0)
+                return SHORT_READ;
+            got += (size_t)r;
+        }
+        hash_run(buf, n, out);
+        offset += (long long)want;
+        out += n * 8;
+        pages -= n;
+    }
     return 0;
 }
 
@@ -113,27 +129,33 @@ static PyObject *hash_pieces(PyObject *self, PyObject *args)
             goto done;
         }
         if (offset > size || pages > (size - offset) / PAGE) {
-            /* mapping past the end would fault with SIGBUS, not an error */
             PyErr_Format(PyExc_ValueError, "%lld pages at offset %lld run past the end of the file (%lld bytes)",
                          pages, offset, size);
             goto done;
         }
     }
     int err = 0;
+    unsigned char *buf = NULL;
     Py_BEGIN_ALLOW_THREADS
-    for (;;) {
+    buf = malloc((size_t)BUFFER_PAGES * PAGE);
+    if (buf == NULL)
+        err = ENOMEM;
+    for (; !err;) {
         long long i = __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
         if (i >= n)
             break;
         if (p[3 * i + 1] > 0)
-            err = hash_piece(fd, p[3 * i], p[3 * i + 1], (unsigned char *)out.buf + p[3 * i + 2] * 8);
+            err = hash_piece(fd, p[3 * i], p[3 * i + 1], (unsigned char *)out.buf + p[3 * i + 2] * 8, buf);
         if (err) {
             __atomic_store_n(counter, n, __ATOMIC_RELAXED); /* the others stop too */
             break;
         }
     }
+    free(buf);
     Py_END_ALLOW_THREADS
-    if (err) {
+    if (err == SHORT_READ) {
+        PyErr_SetString(PyExc_ValueError, "the file ended before the pages to hash: it shrank while it was read");
+    } else if (err) {
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError);
     } else {

@@ -40,6 +40,8 @@ def _elf_sections(path: Path, head: bytes) -> set[str]:
 
 
 _FIU_LINE = re.compile(rb"\d+ \d+ \S+ \d+ \d+ [RW] \d+ \d+ [0-9a-fA-F]{32}\s")
+#: A UMass memory trace opens with a line of text (its header), binary hashes follow.
+_UMASS_START = re.compile(rb"[\t\r\x20-\x7e]+\n")
 
 
 def _head(path: Path, n: int = 4096) -> bytes:
@@ -71,6 +73,8 @@ def detect(path: Path) -> str:
         return "fiu"
     if path.name.endswith((".xxh", ".xxh.gz")):
         return "compact"
+    if _UMASS_START.match(head) and not _head(path, 1 << 20).isascii():  # text lines, then binary hashes
+        return "umass"
     if path.stat().st_size % PAGE_SIZE == 0:
         return "raw"
     raise InputError(path, "offset 0", f"expected one of the formats {', '.join(FORMATS)}; name it with --format")
@@ -111,6 +115,16 @@ def _fiu(path: Path, skipped: dict[str, int] | None) -> str:
             f"(most frequent, taken as the zero block: {counts.max() / len(tr):.1%} of requests)")
 
 
+def _umass(path: Path, skipped: dict[str, int] | None) -> str:
+    from xpipe.readers.umass import read_umass_trace
+
+    tr = read_umass_trace(path)
+    _, counts = np.unique(tr.hashes, return_counts=True)
+    return (f"{len(tr.hashes):,} pages ({len(tr.hashes) * PAGE_SIZE / 2**20:,.1f} MiB) after a header of "
+            f"{len(tr.header):,} lines ({tr.header[0][:60]!r}), {len(counts):,} distinct contents, hash 32-bit "
+            f"(most frequent, taken as the zero page: {counts.max() / len(tr.hashes):.1%} of pages)")
+
+
 #: format -> what it reports, reading the whole file with the workflow's reader
 #: (leniently, counting bad records by kind, when given a dict to count into).
 FORMATS: dict[str, Callable[[Path, dict[str, int] | None], str]] = {
@@ -121,6 +135,7 @@ FORMATS: dict[str, Callable[[Path, dict[str, int] | None], str]] = {
     "compact": _snapshot("pages"),
     "qemu-blk": _qemu_blk,
     "fiu": _fiu,
+    "umass": _umass,
 }
 
 

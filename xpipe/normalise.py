@@ -14,7 +14,7 @@ from xpipe.hashing import PAGES_PER_MIB
 from xpipe.readers.compact import read_kpageflags, read_u64
 from xpipe.readers.manifest import Disk, Domain, Manifest
 from xpipe.readers.registry import READ_TRACE_READERS, SNAPSHOT_READERS
-from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, REQUESTS
+from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, REQUESTS, SKIPPED
 
 log = logging.getLogger(__name__)
 
@@ -72,21 +72,31 @@ def normalise_frames(domain: Domain, threads: int = 0) -> pl.DataFrame:
     return FRAMES.conform(pl.concat(parts)) if parts else pl.DataFrame(schema=FRAMES.schema)
 
 
-def normalise_requests(domain: Domain, disk_bytes: int | None) -> pl.DataFrame:
-    """The domain's read requests, by the reader of its trace's format."""
+def normalise_requests(domain: Domain, disk_bytes: int | None, skipped: dict[str, int] | None = None) -> pl.DataFrame:
+    """The domain's read requests, by the reader of its trace's format. With ``skipped``
+    (lenient reading) bad records are counted there by kind and left out."""
     if domain.reads is None:
         return pl.DataFrame(schema=REQUESTS.schema)
     t, off, n, h = READ_TRACE_READERS[domain.reads_format](domain.reads, domain.reads_start_epoch_s,
-                                                           dict(domain.reads_select), disk_bytes)
+                                                           dict(domain.reads_select), disk_bytes, skipped)
     hashes = pl.Series(h, dtype=pl.UInt64) if h is not None else pl.repeat(None, len(t), dtype=pl.UInt64,
                                                                           eager=True)
     return pl.DataFrame({"domain": domain.id, "seq": np.arange(len(t), dtype=np.int64),
                          "time_s": t, "offset": off, "bytes": n, "hash": hashes}, schema=REQUESTS.schema)
 
 
-def domains_table(capture: str, manifest: Manifest, reads_per_domain: dict[str, int]) -> pl.DataFrame:
+def skipped_table(domain: Domain, skipped: dict[str, int]) -> pl.DataFrame:
+    """The SKIPPED rows of a domain: how many bad records of each kind lenient reading left out."""
+    kinds = sorted(skipped)
+    return pl.DataFrame({"domain": domain.id, "file": str(domain.reads) if domain.reads else None,
+                         "kind": kinds, "records": [skipped[k] for k in kinds]}, schema=SKIPPED.schema)
+
+
+def domains_table(capture: str, manifest: Manifest, reads_per_domain: dict[str, int],
+                  skipped_per_domain: dict[str, int]) -> pl.DataFrame:
     return pl.DataFrame(
         [(capture, d.id, d.workload, d.memory_mib, d.memory_mib * PAGES_PER_MIB, len(d.snapshots),
-          reads_per_domain.get(d.id, 0), manifest.hash_kind, manifest.synthetic) for d in manifest.domains],
+          reads_per_domain.get(d.id, 0), manifest.hash_kind, skipped_per_domain.get(d.id, 0), manifest.synthetic)
+         for d in manifest.domains],
         schema=DOMAINS.schema, orient="row",
     )

@@ -145,14 +145,30 @@ DOMAINS = Table(
         Column("frames", _I, "guest page frames (4 KiB) per snapshot"),
         Column("snapshots", _I, "number of memory snapshots"),
         Column("reads", _I, "4 KiB disk blocks read in the trace"),
-        Column("hash_kind", _S, "what identifies a content in this capture: xxh3-64 (memory, disk images) or "
-               "md5 (FIU traces); contents of different kinds are never compared"),
+        Column("hash_kind", _S, "what identifies a content in this capture: xxh3-64 (memory, disk images), "
+               "md5 (FIU traces) or 32-bit (UMass memory traces); contents of different kinds are never "
+               "compared"),
+        Column("records_skipped", _I, "bad records of the domain's read trace skipped by lenient reading "
+               "(the capture's `lenient: true`; by kind in the skipped table); 0 otherwise"),
         Column("synthetic", _B, "true when the capture was generated, not recorded"),
     ),
 )
 
+SKIPPED = Table(
+    "skipped",
+    "results/normalised/{capture}/skipped/{domain}.parquet",
+    "Bad records of a domain's read trace that lenient reading skipped, by kind (stage 1); "
+    "empty unless the capture says `lenient: true`.",
+    (
+        Column("domain", _S, "domain id"),
+        Column("file", _S, "the trace file"),
+        Column("kind", _S, "what was wrong with the records, e.g. 'malformed line'"),
+        Column("records", _I, "how many records of this kind were skipped"),
+    ),
+)
+
 #: The tables of the capture stages (1 and 2); the run tables are in xpipe.sim.tables.
-TABLES = (DOMAINS, FRAMES, REQUESTS, PAGES, READS)
+TABLES = (DOMAINS, FRAMES, REQUESTS, SKIPPED, PAGES, READS)
 
 
 def describe(tables: tuple[Table, ...] = TABLES) -> str:

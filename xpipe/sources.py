@@ -34,6 +34,8 @@ class CaptureSource(ABC):
     synthetic: bool
     #: Whether a rule of the workflow makes the bundle (else it exists before the run).
     made_by_workflow: bool
+    #: Whether stage 1 skips and counts bad trace records instead of stopping at the first.
+    lenient: bool = False
 
     def __init__(self, name: str):
         self.name = name
@@ -217,11 +219,16 @@ def capture_source(name: str, entry: dict) -> CaptureSource:
         raise InputError(CONFIG, f"captures.{name}",
                          f"expected exactly one of {', '.join(CAPTURE_KINDS)}; {got}")
     kind = kinds[0]
+    lenient = entry.get("lenient", False)
+    if not isinstance(lenient, bool):
+        raise InputError(CONFIG, f"captures.{name}.lenient", f"expected true or false, got {lenient!r}")
     if kind == "synthetic":
-        return Synthetic(name, entry["synthetic"])
-    value = entry[kind]
-    if not isinstance(value, str):
-        raise InputError(CONFIG, f"captures.{name}.{kind}", f"expected a string, got {value!r}")
-    if kind == "record":
-        return Recorded(name, value)
-    return OnDisk(name, value)
+        src: CaptureSource = Synthetic(name, entry["synthetic"])
+    elif not isinstance(entry[kind], str):
+        raise InputError(CONFIG, f"captures.{name}.{kind}", f"expected a string, got {entry[kind]!r}")
+    elif kind == "record":
+        src = Recorded(name, entry[kind])
+    else:
+        src = OnDisk(name, entry[kind])
+    src.lenient = lenient
+    return src

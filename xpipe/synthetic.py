@@ -310,3 +310,48 @@ def write_synthetic_fiu_bundle(out: str | Path, seed: int = 1, requests: int = 2
         domains=[{"id": f"dev-{d.replace(':', '-')}", "workload": procs[0], "reads": {"fiu": trace.name, "device": d}}
                  for d, procs in devices.items()],
     )
+
+
+def write_synthetic_umass_bundle(out: str | Path, seed: int = 1, machines: int = 3, memory_mib: int = 64,
+                                 snapshots: int = 4) -> Path:
+    """A SYNTHETIC bundle in the UMass memory-trace format (xpipe.readers.umass): memory-only
+    domains, one trace file per machine and snapshot (every 30 minutes, as in the trace set),
+    each an ASCII header then one 32-bit hash per page. Pages are zero (about a third), from
+    a base the machines share (the same OS and programs), or the machine's own; about 15% of
+    the non-zero pages change between snapshots."""
+    import xxhash
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pages = memory_mib * PAGES_PER_MIB
+
+    def h32(cid: str) -> int:  # the zero page hashes 4 KiB of zeros, the others their id
+        return xxhash.xxh32_intdigest(b"\0" * PAGE_SIZE if cid == "zero" else cid.encode())
+
+    domains = []
+    for m in range(machines):
+        did = f"server-{m + 1}"
+        content = rng.integers(0, pages // 2, pages).astype(object)  # the shared base
+        own = rng.random(pages) < 0.3
+        content[own] = [f"{did}/{i}" for i in np.flatnonzero(own)]
+        content[rng.random(pages) < 0.35] = "zero"
+        entries = []
+        for k in range(snapshots):
+            if k:
+                change = (rng.random(pages) < 0.15) & (content != "zero")
+                content[change] = [f"{did}/s{k}/{i}" for i in np.flatnonzero(change)]
+            hashes = np.array([h32(str(c)) for c in content], dtype="<u4")
+            header = (f"OS: Linux 2.6.18 x86 (SYNTHETIC, seed {seed})\n"
+                      f"processes: init syslogd sshd httpd mysqld crond\n").encode("ascii")
+            name = f"{did}/mem-{k:02d}.dat"
+            (out / did).mkdir(exist_ok=True)
+            (out / name).write_bytes(header + hashes.tobytes())
+            entries.append({"time_s": 1800.0 * (k + 1), "umass": name})
+        domains.append({"id": did, "workload": "server", "memory_mib": memory_mib, "snapshots": entries})
+    return write_manifest(
+        out, synthetic=True, hash_kind="32-bit", disks={},
+        description=f"SYNTHETIC UMass-format memory traces (seed {seed}, {machines} machines x {snapshots} "
+                    f"snapshots, {memory_mib} MiB); real Memory Buddies traces read the same way",
+        domains=domains,
+    )

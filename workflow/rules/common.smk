@@ -8,7 +8,7 @@ from pathlib import Path
 from xpipe.codeinputs import code_inputs
 from xpipe.errors import InputError
 from xpipe.experiment import Experiment
-from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, PAGES, READS, REQUESTS
+from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, PAGES, READS, REQUESTS, SKIPPED
 from xpipe.sim.tables import PREFIXES, SUMMARY, TIMELINE, TYPES
 
 # The project folder (the Snakefile's), named relative to the working directory
@@ -58,6 +58,14 @@ def capture_manifest(wildcards):
 
 def capture_reads(wildcards):
     return [READS.path(capture=wildcards.capture, domain=d) for d in source(wildcards).domains()]
+
+
+def capture_skipped(wildcards):
+    return [SKIPPED.path(capture=wildcards.capture, domain=d) for d in source(wildcards).domains()]
+
+
+def capture_lenient(wildcards):
+    return source(wildcards).lenient
 
 
 def domain_files(wildcards):

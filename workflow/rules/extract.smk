@@ -41,6 +41,7 @@ rule tabulate_domains:
         code=code("tabulate_domains.py"),
         manifest=capture_manifest,
         reads=capture_reads,
+        skipped=capture_skipped,
     output:
         domains=DOMAINS.where,
     conda:

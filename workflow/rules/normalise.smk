@@ -48,8 +48,10 @@ rule normalise_domain:
     output:
         frames=FRAMES.where,
         requests=REQUESTS.where,
+        skipped=SKIPPED.where,
     params:
         manifest=capture_manifest,
+        lenient=capture_lenient,
     # threads that hash raw dumps and disk images; jobs run side by side, so one
     # each by default (more for a few large dumps: --set-threads normalise_domain=2)
     threads: 1

@@ -1,4 +1,5 @@
-"""The capture's domains table, with each domain's 4 KiB block reads (stage 2's READS rows)."""
+"""The capture's domains table, with each domain's 4 KiB block reads (stage 2's READS rows)
+and the bad trace records lenient reading skipped (stage 1's SKIPPED rows)."""
 
 import polars as pl
 
@@ -11,7 +12,9 @@ def main():
     manifest = load_manifest(snakemake.input.manifest)
     reads = {d.id: pl.scan_parquet(path).select(pl.len()).collect().item()
              for d, path in zip(manifest.domains, snakemake.input.reads)}
-    write_parquet(domains_table(snakemake.wildcards.capture, manifest, reads), snakemake.output.domains)
+    skipped = {d.id: pl.read_parquet(path)["records"].sum()
+               for d, path in zip(manifest.domains, snakemake.input.skipped)}
+    write_parquet(domains_table(snakemake.wildcards.capture, manifest, reads, skipped), snakemake.output.domains)
 
 
 run_logged(snakemake.log[0], main)

@@ -17,6 +17,7 @@ from xpipe.capture.host import make_scratch, qemu_version
 from xpipe.capture.images import GuestImage, guest_image
 from xpipe.capture.spec import CaptureSpec, DomainSpec
 from xpipe.hashing import ZERO_HASH
+from xpipe.readers.kdump import read_kdump
 from xpipe.readers.memdump import read_pmemsave
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,8 @@ def _run_batch(
             elif wait < -1:
                 log.warning("snapshot %d taken %.1f s late (guests too slow)", i, -wait)
             for g, entry in zip(
-                guests, _snapshot_all(guests, i, t, out, work, keep_raw, compress, len(spec.times_s))
+                guests, _snapshot_all(guests, i, t, out, work, keep_raw, compress, len(spec.times_s),
+                                      spec.snapshot_format)
             ):
                 snaps[g.name].append(entry)
     finally:
@@ -158,6 +160,7 @@ def _snapshot_all(
     keep_raw: bool,
     compress: bool,
     n: int,
+    snapshot_format: str,
 ) -> list[dict[str, Any]]:
     """Snapshot ``i`` of every guest of a batch, as close together as possible: all kpageflags
     copies at once, then one pmemsave per guest (each paused only for its own dump), then hashing."""
@@ -167,6 +170,8 @@ def _snapshot_all(
         taken.append(g.elapsed_s())
         g.request_kpageflags(i)
     answers = [g.wait_kpageflags(i) for g in guests]
+    if snapshot_format == "kdump-zlib":
+        return _kdump_all(guests, i, t, out, compress, n, taken, answers)
     raws = []
     for g in guests:
         raw = work / f"{g.name}-s{i}.raw"
@@ -206,4 +211,27 @@ def _snapshot_all(
             }
         )
     log.debug("snapshot %d of %d guests took %.1f s", i, len(guests), time.monotonic() - t0)
+    return entries
+
+
+def _kdump_all(guests: list[Guest], i: int, t: float, out: Path, compress: bool, n: int,
+               taken: list[float], answers: list[tuple[float, int]]) -> list[dict[str, Any]]:
+    """Snapshot ``i`` kept as QEMU's kdump-zlib dump of each guest (dump-guest-memory, the
+    guest paused for it), read back once here so a dump QEMU wrote badly fails the capture."""
+    entries = []
+    for g, taken_at, (uptime, nbytes) in zip(guests, taken, answers):
+        dump = out / g.name / f"s{i}.kdump"
+        dump.parent.mkdir(parents=True, exist_ok=True)
+        g.pause()
+        try:
+            g.qmp.command("dump-guest-memory", paging=False, protocol=f"file:{dump}", format="kdump-zlib")
+        finally:
+            g.qmp.command("cont")
+        _, hashes = read_kdump(dump)
+        kpf = write_compact(out / g.name / f"s{i}.kpf", u64_bytes(g.kpageflags(i, nbytes)), compress)
+        log.info("%s: snapshot %d/%d at %.1f s (guest uptime %.1f s): kdump-zlib, %.1f MiB, %d frames, "
+                 "%d zero", g.name, i + 1, n, taken_at, uptime, dump.stat().st_size / 2**20, len(hashes),
+                 int(np.count_nonzero(hashes == ZERO_HASH)))
+        entries.append({"time_s": float(t), "taken_at_s": round(taken_at, 3), "guest_uptime_s": uptime,
+                        "kdump": relative(dump, out), "kpageflags": relative(kpf, out)})
     return entries

@@ -9,6 +9,9 @@ from xpipe.capture.errors import CaptureError
 from xpipe.capture.workloads import BUSYBOX_WORKLOADS, DEBIAN_WORKLOADS
 
 GUEST_KINDS = ("debian", "busybox")
+#: How a snapshot's memory lands in the bundle: page hashes of a pmemsave dump (compact
+#: `pages` files), or QEMU's own kdump-compressed dump kept whole (`kdump` snapshots).
+SNAPSHOT_FORMATS = ("pages", "kdump-zlib")
 #: The disk each guest kind reads, by its name under `disks` in the manifest (debian: rootfs.SUITE).
 DISK_NAMES = {"debian": "bookworm", "busybox": "busybox-data"}
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -29,6 +32,7 @@ class CaptureSpec:
     batch_size: int = 2
     boot_timeout_s: float = 180.0
     description: str = ""
+    snapshot_format: str = "pages"  # one of SNAPSHOT_FORMATS
 
     def validate(self) -> None:
         if self.guest not in GUEST_KINDS:
@@ -59,6 +63,9 @@ class CaptureSpec:
             raise CaptureError(f"snapshot times must be positive and strictly increasing, got {self.times_s}")
         if self.batch_size < 1:
             raise CaptureError("batch size must be at least 1")
+        if self.snapshot_format not in SNAPSHOT_FORMATS:
+            raise CaptureError(f"unknown snapshot format {self.snapshot_format!r}; expected one of "
+                               f"{', '.join(SNAPSHOT_FORMATS)}")
 
 
 def _domains(pairs: list[tuple[str, str]], memory_mib: int) -> list[DomainSpec]:
@@ -100,7 +107,18 @@ def preset(name: str) -> CaptureSpec:
             boot_timeout_s=90.0,
             description="2 busybox initramfs guests under QEMU/TCG, 256 MiB each, reading a shared ext4 disk",
         )
-    raise CaptureError(f"unknown preset {name!r}; expected one of: default, busybox")
+    if name == "kdump":
+        return CaptureSpec(
+            guest="busybox",
+            domains=_domains([("dup-1", "dup"), ("dup-2", "dup")], 256),
+            times_s=[20.0, 25.0, 30.0],
+            batch_size=2,
+            boot_timeout_s=90.0,
+            snapshot_format="kdump-zlib",
+            description="2 busybox initramfs guests under QEMU/TCG, 256 MiB each, reading a shared ext4 disk; "
+                        "snapshots kept as QEMU's kdump-zlib dumps (dump-guest-memory)",
+        )
+    raise CaptureError(f"unknown preset {name!r}; expected one of: {', '.join(PRESETS)}")
 
 
-PRESETS = ("default", "busybox")
+PRESETS = ("default", "busybox", "kdump")

@@ -116,10 +116,11 @@ def read_blk_trace(
     )
 
 
-def blk_requests(path: Path, start_epoch_s: float | None, select: dict[str, str], disk_bytes: int | None):
+def blk_requests(path: Path, start_epoch_s: float | None, select: dict[str, str], disk_bytes: int | None,
+                 skipped: dict[str, int] | None = None):
     """The read-trace interface (xpipe.readers.registry): (time_s, offset, bytes, None),
     None because the content comes from the domain's disk image."""
-    t, off, n = read_blk_trace(path, start_epoch_s, disk_bytes)
+    t, off, n = read_blk_trace(path, start_epoch_s, disk_bytes, skipped=skipped)
     if np.isnan(t).any():
         raise InputError(path, None,
                          "expected timestamped reads and 'reads_start_epoch_s' in the manifest's domain entry")

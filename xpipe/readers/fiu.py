@@ -2,8 +2,9 @@
 
 One request a line: ``ts_ns pid process lba size R|W major minor md5``; lba and
 size in 512-byte sectors, one MD5 per request: per 4 KiB block (8 sectors) in
-web-vm and mail, per 512 B (1 sector) in homes. Some files interleave several
-devices, so a block is keyed by (major:minor, lba).
+web-vm and mail, per 512 B (1 sector) in homes, whose sector reads make up 4 KiB
+page reads (sector_pages). Some files interleave several devices, so a block is
+keyed by (major:minor, lba).
 
 Contents are MD5 digests, not xxh3-64: a trace's contents are compared only
 with contents of the same hash kind (the first 8 bytes of the digest, read
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import xxhash
 
 from xpipe.errors import InputError, bad_record
 from xpipe.hashing import PAGE_SIZE, ZERO_HASH
@@ -32,6 +34,7 @@ _LINE = re.compile(
 _EXPECTED = "expected 'ts_ns pid process lba size R|W major minor md5' (FIU I/O-dedup trace)"
 #: lba and size count 512-byte sectors
 SECTOR = 512
+PAGE_SECTORS = PAGE_SIZE // SECTOR
 
 
 @dataclass
@@ -97,13 +100,18 @@ def read_fiu(path: str | Path, skipped: dict[str, int] | None = None) -> FiuTrac
     )
 
 
-def fiu_requests(path: Path, start_epoch_s: float | None, select: dict[str, str], disk_bytes: int | None):
+def fiu_requests(path: Path, start_epoch_s: float | None, select: dict[str, str], disk_bytes: int | None,
+                 skipped: dict[str, int] | None = None):
     """The read-trace interface (xpipe.readers.registry): (time_s, offset, bytes, hash) of
-    the domain's reads, selected by device and/or process. Times count from the file's
-    first request, so domains of one file share a clock. Writes are not reads; a later
-    read of a written block carries the written content's digest itself. The most
-    frequent digest of the file stands for the zero block (xpipe.hashing.ZERO_HASH)."""
-    tr = read_fiu(path)
+    the domain's 4 KiB page reads, selected by device and/or process. Times count from the
+    file's first request, so domains of one file share a clock. Writes are not reads; a
+    later read of a written block carries the written content's digest itself. The most
+    frequent digest of the file stands for the zero block (xpipe.hashing.ZERO_HASH).
+
+    A trace has one digest per 4 KiB request (8 sectors: web-vm, mail) or one per 512-byte
+    sector (1 sector: homes); per-sector reads make pages as :func:`sector_pages` says.
+    """
+    tr = read_fiu(path, skipped)
     keep = ~tr.write
     for key, value in select.items():
         keep &= (tr.device if key == "device" else tr.process) == value
@@ -111,13 +119,49 @@ def fiu_requests(path: Path, start_epoch_s: float | None, select: dict[str, str]
         what = ", ".join(f"{k} {v}" for k, v in select.items()) or "any device"
         raise InputError(path, None, f"expected read requests of {what}; found none")
     idx = np.flatnonzero(keep)
-    odd = idx[tr.sectors[idx] != PAGE_SIZE // SECTOR]
+    size = int(tr.sectors[idx[0]])
+    odd = idx[tr.sectors[idx] != size] if size in (1, PAGE_SECTORS) else idx[:1]
     if len(odd):
         raise InputError(path, f"line {int(tr.line[odd[0]])}",
-                         f"expected {PAGE_SIZE // SECTOR}-sector (4 KiB) requests, one digest per page; "
-                         f"per-512 B digests (the homes traces) do not tell a page's content")
+                         f"expected every read of one size, {PAGE_SECTORS} sectors (a digest per 4 KiB "
+                         f"page) or 1 (a digest per 512 B, the homes traces), as the first read of the "
+                         f"domain (line {int(tr.line[idx[0]])}: {size} sectors); found "
+                         f"{int(tr.sectors[odd[0]])}")
     values, counts = np.unique(tr.digest, return_counts=True)
     zero = values[np.argmax(counts)]
+    t0 = tr.time_s.min()
+    if size == 1:
+        t, page, digest = sector_pages(tr.time_s[idx], tr.device[idx], tr.sector[idx], tr.digest[idx], zero)
+        return t - t0, page * PAGE_SIZE, np.full(len(t), PAGE_SIZE, dtype=np.int64), digest
     digest = np.where(tr.digest[idx] == zero, ZERO_HASH, tr.digest[idx]).astype(np.uint64)
-    return (tr.time_s[idx] - tr.time_s.min(), tr.sector[idx] * SECTOR,
+    return (tr.time_s[idx] - t0, tr.sector[idx] * SECTOR,
             np.full(len(idx), PAGE_SIZE, dtype=np.int64), digest)
+
+
+def sector_pages(time_s: np.ndarray, device: np.ndarray, sector: np.ndarray, digest: np.ndarray,
+                 zero: np.uint64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """4 KiB page reads from per-sector reads (in trace order): (time_s, page, content).
+
+    Consecutive reads of one device's sectors 8p, 8p+1, ..., 8p+7 are one read of page p,
+    at the first one's time, whose content is that of its eight sector digests together
+    (xxh3-64 of them in order; ZERO_HASH when all eight are the zero sector's, ``zero``).
+    Any other run of consecutive sectors of one page is a read of part of the page: it
+    costs a read of the page, whose whole content the trace does not tell, so it gets a
+    content of its own that nothing else has.
+    """
+    dev = np.unique(device, return_inverse=True)[1]
+    page, slot = sector // PAGE_SECTORS, sector % PAGE_SECTORS
+    start = np.ones(len(sector), dtype=bool)
+    start[1:] = (dev[1:] != dev[:-1]) | (page[1:] != page[:-1]) | (slot[1:] != slot[:-1] + 1)
+    first = np.flatnonzero(start)
+    length = np.diff(np.append(first, len(sector)))
+    whole = (length == PAGE_SECTORS) & (slot[first] == 0)
+    content = np.empty(len(first), dtype=np.uint64)
+    for g, (at, n, full) in enumerate(zip(first, length, whole)):
+        words = digest[at:at + n]
+        if full and (words == zero).all():
+            content[g] = ZERO_HASH
+        else:  # a part of a page: tagged with where it was read, so it matches nothing
+            tag = b"" if full else b"part %d %d %d" % (dev[at], page[at], at)
+            content[g] = xxhash.xxh3_64_intdigest(words.astype("<u8").tobytes() + tag)
+    return time_s[first], page[first], content

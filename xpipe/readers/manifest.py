@@ -20,10 +20,25 @@ from xpipe.bundle import FORMAT, PAGE_SIZE
 from xpipe.errors import InputError
 from xpipe.readers.registry import READ_TRACE_READERS, SNAPSHOT_READERS
 
+
+
+@dataclass(frozen=True)
+class HashKind:
+    """Which files carry contents identified this way."""
+
+    snapshots: tuple[str, ...]  # snapshot kinds (keys of SNAPSHOT_READERS)
+    reads: str | None  # the read-trace format (a key of READ_TRACE_READERS), if any
+
+
 #: What identifies a content in a bundle. Memory dumps, compact page files and
-#: disk images are xxh3-64 of the 4 KiB page; FIU traces carry MD5 digests.
-#: Contents of different kinds are never compared: one bundle holds one kind.
-HASH_KINDS = {"xxh3-64": "qemu-blk", "md5": "fiu"}  # kind -> the read-trace format that carries it
+#: disk images are xxh3-64 of the 4 KiB page; FIU traces carry MD5 digests; UMass
+#: memory traces 32-bit hashes. Contents of different kinds are never compared:
+#: one bundle holds one kind.
+HASH_KINDS = {
+    "xxh3-64": HashKind(("pages", "pmemsave", "elf", "kdump", "xen"), "qemu-blk"),
+    "md5": HashKind((), "fiu"),
+    "32-bit": HashKind(("umass",), None),
+}
 READS_KEYS = ("device", "process")  # + the formats: which requests of a shared trace are the domain's
 
 _ID = re.compile(r"[A-Za-z0-9_.-]+")  # fullmatch: "a\n" is no id
@@ -238,9 +253,11 @@ def load_manifest(path: str | Path) -> Manifest:
         if disk_name is not None and disk_name not in disks:
             r.fail(f"{where}.disk", f"expected one of the disks {sorted(disks)}, got {disk_name!r}")
         reads, reads_format, select = _reads(r, d, where)
-        if reads_format != HASH_KINDS[hash_kind]:
-            r.fail(f"{where}.reads", f"expected a {HASH_KINDS[hash_kind]} trace: the bundle's hash_kind is "
-                                     f"{hash_kind}, and contents of different hash kinds are never compared")
+        carried = HASH_KINDS[hash_kind]
+        if reads is not None and reads_format != carried.reads:
+            r.fail(f"{where}.reads", (f"expected a {carried.reads} trace" if carried.reads else "expected no reads")
+                   + f": the bundle's hash_kind is {hash_kind}, and contents of different hash kinds are "
+                     "never compared")
         if reads is not None and reads_format == "qemu-blk" and disk_name is None:
             r.fail(f"{where}.reads", "a QEMU reads trace needs the 'disk' it reads from (its content)")
         if reads_format != "qemu-blk" and disk_name is not None:
@@ -251,9 +268,9 @@ def load_manifest(path: str | Path) -> Manifest:
         io_only = reads is not None and reads_format != "qemu-blk"
         if "snapshots" not in d and not io_only:
             r.fail(where, "missing key 'snapshots' (only an I/O trace such as fiu may have none)")
-        if "snapshots" in d and hash_kind != "xxh3-64":
-            r.fail(f"{where}.snapshots", f"memory snapshots are hashed with xxh3-64; the bundle's hash_kind "
-                                         f"is {hash_kind}")
+        if "snapshots" in d and not carried.snapshots:
+            r.fail(f"{where}.snapshots", f"expected no memory snapshots: the bundle's hash_kind is {hash_kind}, "
+                                         f"which only {carried.reads} traces carry")
         for j, s in enumerate(r.get(d, "snapshots", where, list, required=not io_only, default=[])):
             sw = f"{where}.snapshots[{j}]"
             r.mapping(s, sw, f"time_s and one of {', '.join(kinds_known)}")
@@ -261,6 +278,10 @@ def load_manifest(path: str | Path) -> Manifest:
             kinds = [k for k in kinds_known if k in s]
             if len(kinds) != 1:
                 r.fail(sw, f"expected exactly one of {', '.join(kinds_known)}")
+            if kinds[0] not in carried.snapshots:
+                r.fail(f"{sw}.{kinds[0]}", f"expected one of {', '.join(carried.snapshots)}: the bundle's "
+                                           f"hash_kind is {hash_kind}, and contents of different hash kinds "
+                                           "are never compared")
             time_s = r.get(s, "time_s", sw, float)
             if time_s < 0:
                 r.fail(f"{sw}.time_s", f"expected seconds since the guest started (0 or more), got {time_s}")

@@ -103,12 +103,9 @@ def _check_unchanged(path: Path, before: tuple[int, int] | None) -> None:
 def read_dump(path: str | Path, kind: str = "auto", threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(gfn, hash) of every page of a dump, by guest-physical address; ``threads``: 0 for one per core.
 
-    The dump is hashed through mmap, so it must not change while it is read: a
-    change of its size or modification time between the start and the end is an
-    InputError. A dump cut shorter *while* a hashing thread maps the lost part
-    cannot be caught: the kernel sends SIGBUS and the process dies (the C
-    hashing reads through mmap, xpipe/_pagehash.c; a Python handler cannot
-    return from that fault). Hash a finished dump, or a copy of one.
+    The dump must not change while it is read: a change of its size or
+    modification time between the start and the end, or a file that ends
+    before its pages do, is an InputError.
     """
     path = Path(path)
     before = _file_state(path)

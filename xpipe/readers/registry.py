@@ -13,6 +13,7 @@ from xpipe.readers.compact import read_page_hashes
 from xpipe.readers.fiu import fiu_requests
 from xpipe.readers.kdump import read_kdump
 from xpipe.readers.memdump import read_elf_core, read_pmemsave
+from xpipe.readers.umass import read_umass
 from xpipe.readers.xen import read_xen_core
 
 #: (file, threads; 0 for one per core) -> (gfn, hash), frames in order.
@@ -25,13 +26,15 @@ SNAPSHOT_READERS: dict[str, SnapshotReader] = {
     "elf": read_elf_core,
     "kdump": read_kdump,
     "xen": read_xen_core,
+    "umass": read_umass,
 }
 
 #: (trace file, wall-clock time of guest time 0 or None, the domain's selection of a shared
-#: trace (device, process), disk size in bytes or None) -> (time_s, offset, bytes, content
-#: hash or None), one element per read request in trace order; None when the content comes
-#: from the disk image.
-ReadTraceReader = Callable[[Path, float | None, dict[str, str], int | None],
+#: trace (device, process), disk size in bytes or None, a dict to count skipped bad records
+#: in by kind, or None to stop at the first) -> (time_s, offset, bytes, content hash or
+#: None), one element per read request in trace order; None when the content comes from
+#: the disk image.
+ReadTraceReader = Callable[[Path, float | None, dict[str, str], int | None, dict[str, int] | None],
                            tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]
 
 #: Manifest reads format -> its reader: a plain path is a qemu-blk trace; `reads: {fiu: PATH, ...}`.
