@@ -304,7 +304,7 @@ def test_a_lenient_capture_skips_and_counts_bad_records(tiny, tmp_path):
     assert dict(zip(skipped["kind"], skipped["records"])) == {"malformed line": 2,
                                                               "size 0 or number out of range": 1}
     con = connect(test / "results/lenient/xpipe.duckdb")
-    assert con.sql("SELECT sum(records_skipped) FROM domains WHERE capture = 'badfiu'").fetchone() == (6,)
+    assert con.sql("SELECT sum(records_skipped) FROM domains WHERE capture = 'badfiu'").fetchall() == [(6,)]
     con.close()
 
     strict = test / "strict.yaml"
