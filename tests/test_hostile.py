@@ -496,7 +496,7 @@ def test_a_dump_that_shrinks_while_hashed_is_refused_in_one_line(tmp_path):
     while _bytes_read(proc.pid) < 1 << 30 and proc.poll() is None:
         time.sleep(0.01)
     os.truncate(dump, 1 << 20)
-    stdout, stderr = proc.communicate(timeout=300)
+    _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2, stderr  # bad input (1: the output cannot be written)
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
     assert stderr.startswith(f"xpipe hash: {dump}: expected a dump no process is writing; it changed while it "

@@ -21,7 +21,6 @@ from xpipe.errors import InputError
 from xpipe.readers.registry import READ_TRACE_READERS, SNAPSHOT_READERS
 
 
-
 @dataclass(frozen=True)
 class HashKind:
     """Which files carry contents identified this way."""
