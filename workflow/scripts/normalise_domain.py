@@ -17,8 +17,8 @@ def main():
     skipped = {} if snakemake.params.lenient else None
     write_parquet(normalise_requests(domain, disk_bytes, skipped), snakemake.output.requests)
     if skipped:
-        logging.getLogger("xpipe.normalise").warning("domain %s: %s: skipped %s", domain.id, domain.reads,
-                        ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items())))
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items()))
+        logging.getLogger("xpipe.normalise").warning("domain %s: %s: skipped %s", domain.id, domain.reads, counts)
     write_parquet(skipped_table(domain, skipped or {}), snakemake.output.skipped)
     write_parquet(normalise_frames(domain, snakemake.threads), snakemake.output.frames)
 
