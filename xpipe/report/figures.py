@@ -40,7 +40,13 @@ def figure(needs: str):
 
 
 def _title(text: str, df: pd.DataFrame) -> str:
-    return f"{text}\nSYNTHETIC DATA (generated, not recorded)" if df["synthetic"].any() else text
+    """``text``, and which of the data shown is SYNTHETIC: all of it, or the mixes named."""
+    if not df["synthetic"].any():
+        return text
+    if df["synthetic"].all() or "mix" not in df:
+        return f"{text}\nSYNTHETIC DATA (generated, not recorded)"
+    mixes = ", ".join(sorted(df.loc[df["synthetic"], "mix"].unique()))
+    return f"{text}\nSYNTHETIC DATA in mix {mixes} (generated, not recorded)"
 
 
 def _save(fig, out_png: str | Path) -> None:
