@@ -108,7 +108,8 @@ def footprint_time(df: pd.DataFrame, out: Path) -> None:
     mixes = _mixes(df)
     cols = min(3, len(mixes))
     rows = -(-len(mixes) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False, sharex=True)
+    # an x axis per mix: one mix may span seconds, another hours
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
     for ax, mix in zip(axes.flat, mixes):
         sns.lineplot(df[df["mix"] == mix], x="time_s", y="footprint_mib", hue="label", hue_order=order,
                      palette=colours, marker="o", ax=ax, legend=ax is axes.flat[0])
