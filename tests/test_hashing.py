@@ -103,3 +103,22 @@ def test_disk_size_does_not_hash_the_image(tmp_path, monkeypatch):
     (tmp_path / "d.img").write_bytes(bytes(3 * PAGE_SIZE))
     monkeypatch.setattr(bundle, "hash_file", lambda *a: pytest.fail("the image was hashed"))
     assert bundle.image_blocks(tmp_path / "d.img") == 3
+
+
+def test_a_file_cut_short_while_hashed_is_a_value_error(tmp_path):
+    """SIGBUS in a hashing thread's mapped window (the file was truncated under it) ends
+    that call with ValueError instead of killing the process; two threads, one cut."""
+    import os
+    import threading
+    import time
+
+    path = tmp_path / "sparse.raw"
+    with open(path, "wb") as f:
+        f.truncate(64 << 30)  # sparse: hashing it takes seconds, the cut comes after one
+    cutter = threading.Timer(1.0, os.truncate, (path, 1 << 20))
+    cutter.start()
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="the file ended before the pages to hash: it shrank while it was read"):
+        hashing.hash_file(path, [(0, (64 << 30) // 4096)], threads=2)
+    cutter.join()
+    assert time.perf_counter() - started >= 1.0  # it was cut while hashing, not before

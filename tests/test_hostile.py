@@ -473,28 +473,28 @@ def test_a_dump_that_changes_while_hashed_is_refused(tmp_path, monkeypatch, chan
     assert not (tmp_path / "o.parquet").exists()
 
 
-def _bytes_read(pid: int) -> int:
-    """Bytes the process has read so far (/proc/PID/io rchar); 0 once it is gone."""
+def _maps(pid: int, path) -> bool:
+    """Whether the process has ``path`` mapped now (/proc/PID/maps); False once it is gone."""
     try:
-        with open(f"/proc/{pid}/io") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+        with open(f"/proc/{pid}/maps") as f:
+            return any(line.rstrip().endswith(str(path)) for line in f)
     except OSError:
-        return 0
+        return False
 
 
 def test_a_dump_that_shrinks_while_hashed_is_refused_in_one_line(tmp_path):
     """A dump cut short while the hashing threads read it: one line and exit 2, not a
-    SIGBUS death (the C hashing reads with pread, so the lost part is a short read).
-    The dump is sparse and large, and is cut once the process has read 1 GiB of it, so
-    the cut lands while the threads are still reading."""
+    SIGBUS death (the C hashing turns SIGBUS in its mapped window into a short file).
+    The dump is sparse and large, and is cut once the process maps it, so the cut lands
+    while the threads are still reading (or just before: the change is caught either way)."""
     dump = tmp_path / "g.raw"
     with open(dump, "wb") as f:
         f.truncate(64 << 30)
     out = tmp_path / "o.parquet"
     proc = subprocess.Popen([sys.executable, "-m", "xpipe.cli", "hash", str(dump), "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while _bytes_read(proc.pid) < 1 << 30 and proc.poll() is None:
-        time.sleep(0.01)
+    while not _maps(proc.pid, dump) and proc.poll() is None:
+        time.sleep(0.005)
     os.truncate(dump, 1 << 20)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2, stderr  # bad input (1: the output cannot be written)

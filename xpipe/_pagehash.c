@@ -2,16 +2,21 @@
  * GIL released so that Python threads hash on every core at once.
  *
  * The hashes equal xxhash.xxh3_64_intdigest of each page (tests check this).
- * Files are read with pread into one small buffer per thread, not mapped: a
- * file that shrinks while it is hashed ends in a short read, which is an
- * error the caller reports, where an mmap reader would die of SIGBUS.
+ * Files are read through one mmap window per piece, unmapped before the next,
+ * so resident memory stays at one window per thread (mmap, not read: no copy,
+ * the fastest way here). A file cut short while it is mapped makes the kernel
+ * send SIGBUS to the reading thread; a handler installed for the duration of
+ * the hashing jumps back out of that piece, which then fails as a short file.
+ * A SIGBUS that is not the hashing's goes on to the handler it replaced.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <string.h>
-#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,10 +24,43 @@
 #include "xxhash.h"
 
 #define PAGE 4096
-/* Pages read per pread: 256 KiB stays in the core's cache for the hashing. */
-#define BUFFER_PAGES 64
 /* hash_piece's code for a file that ended early (errno values are positive). */
 #define SHORT_READ (-1)
+
+/* Where a hashing thread resumes after SIGBUS in its mapped window; NULL outside one. */
+/* volatile: the stores around hash_run must happen, though nothing in between reads them */
+static __thread sigjmp_buf *volatile resume_at = NULL;
+static struct sigaction replaced; /* the SIGBUS handler before ours */
+static int hashing_calls = 0;     /* hash_pieces calls running; changed with the GIL held */
+
+static void on_sigbus(int sig, siginfo_t *info, void *context)
+{
+    sigjmp_buf *at = resume_at;
+    if (at != NULL)
+        siglongjmp(*at, 1);
+    /* not a hashing fault: put the replaced handler back; the faulting access repeats into it */
+    sigaction(SIGBUS, &replaced, NULL);
+    (void)sig, (void)info, (void)context;
+}
+
+/* Install on_sigbus while any hash_pieces call runs (GIL held: calls are counted one at a time). */
+static int sigbus_enter(void)
+{
+    if (hashing_calls++ > 0)
+        return 0;
+    struct sigaction ours;
+    memset(&ours, 0, sizeof ours);
+    ours.sa_sigaction = on_sigbus;
+    ours.sa_flags = SA_SIGINFO;
+    sigemptyset(&ours.sa_mask);
+    return sigaction(SIGBUS, &ours, &replaced);
+}
+
+static void sigbus_leave(void)
+{
+    if (--hashing_calls == 0)
+        sigaction(SIGBUS, &replaced, NULL);
+}
 
 static void hash_run(const unsigned char *src, Py_ssize_t pages, unsigned char *out)
 {
@@ -76,28 +114,25 @@ PyDoc_STRVAR(hash_pieces_doc,
 "GIL. Returns when no piece is left; setting ``next`` past the last piece\n"
 "stops every caller after its current piece.");
 
-/* One piece: read it in buffers of BUFFER_PAGES pages and hash each. Returns 0,
- * an errno value, or SHORT_READ when the file ends before the piece does. */
-static int hash_piece(int fd, long long offset, long long pages, unsigned char *out, unsigned char *buf)
+/* One piece: map its window of the file (mmap wants an aligned offset), hash, unmap.
+ * Returns 0, an errno value, or SHORT_READ when the file was cut short under the window. */
+static int hash_piece(int fd, long long offset, long long pages, unsigned char *out)
 {
-    while (pages > 0) {
-        long long n = pages < BUFFER_PAGES ? pages : BUFFER_PAGES;
-        size_t want = (size_t)n * PAGE, got = 0;
-        while (got < want) {
-            ssize_t r = pread(fd, buf + got, want - got, (off_t)(offset + (long long)got));
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0)
-                return errno;
-            if (r == 0)
-                return SHORT_READ;
-            got += (size_t)r;
-        }
-        hash_run(buf, n, out);
-        offset += (long long)want;
-        out += n * 8;
-        pages -= n;
+    long long start = offset - offset % sysconf(_SC_PAGESIZE);
+    size_t len = (size_t)(offset - start) + (size_t)pages * PAGE;
+    unsigned char *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, start);
+    if (m == MAP_FAILED)
+        return errno;
+    sigjmp_buf here;
+    if (sigsetjmp(here, 1) != 0) { /* SIGBUS: the file ended inside the window */
+        resume_at = NULL;
+        munmap(m, len);
+        return SHORT_READ;
     }
+    resume_at = &here;
+    hash_run(m + (offset - start), pages, out);
+    resume_at = NULL;
+    munmap(m, len);
     return 0;
 }
 
@@ -129,30 +164,32 @@ static PyObject *hash_pieces(PyObject *self, PyObject *args)
             goto done;
         }
         if (offset > size || pages > (size - offset) / PAGE) {
+            /* mapping past the end would fault with SIGBUS: refuse it before mapping */
             PyErr_Format(PyExc_ValueError, "%lld pages at offset %lld run past the end of the file (%lld bytes)",
                          pages, offset, size);
             goto done;
         }
     }
+    if (sigbus_enter() != 0) {
+        sigbus_leave();
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
     int err = 0;
-    unsigned char *buf = NULL;
     Py_BEGIN_ALLOW_THREADS
-    buf = malloc((size_t)BUFFER_PAGES * PAGE);
-    if (buf == NULL)
-        err = ENOMEM;
-    for (; !err;) {
+    for (;;) {
         long long i = __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
         if (i >= n)
             break;
         if (p[3 * i + 1] > 0)
-            err = hash_piece(fd, p[3 * i], p[3 * i + 1], (unsigned char *)out.buf + p[3 * i + 2] * 8, buf);
+            err = hash_piece(fd, p[3 * i], p[3 * i + 1], (unsigned char *)out.buf + p[3 * i + 2] * 8);
         if (err) {
             __atomic_store_n(counter, n, __ATOMIC_RELAXED); /* the others stop too */
             break;
         }
     }
-    free(buf);
     Py_END_ALLOW_THREADS
+    sigbus_leave();
     if (err == SHORT_READ) {
         PyErr_SetString(PyExc_ValueError, "the file ended before the pages to hash: it shrank while it was read");
     } else if (err) {

@@ -22,7 +22,7 @@ from xpipe import _pagehash
 
 PAGE_SIZE = 4096
 PAGES_PER_MIB = (1 << 20) // PAGE_SIZE
-#: Pages one thread takes at a time (32 MiB), read in small buffers (xpipe/_pagehash.c).
+#: Pages one thread hashes per call: a 32 MiB mmap window, unmapped after.
 CHUNK_PAGES = 8192
 
 
