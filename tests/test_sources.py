@@ -122,7 +122,8 @@ def test_import_is_cheap():
     ({}, r"config, captures\.x: expected exactly one of manifest, record, synthetic; got \{\}"),
     ({"manifest": DEFAULT, "record": "busybox"},
      r"captures\.x: expected exactly one of .*; got manifest, record"),
-    ({"record": "nope"}, r"captures\.x\.record: expected one of the presets default, busybox, got 'nope'"),
+    ({"record": "nope"}, r"captures\.x\.record: expected one of the presets default, busybox, busybox-long, kdump, "
+                         r"got 'nope'"),
     ({"manifest": 3}, r"captures\.x\.manifest: expected a string, got 3"),
     ({"synthetic": {"sed": 1}}, r"captures\.x\.synthetic\.sed: unknown key"),
     ({"synthetic": {"workloads": ["a"], "domains_per_workload": [1, 2]}},

@@ -115,7 +115,7 @@ def test_a_memory_only_domain_normalises(tmp_path):
 
 
 @pytest.mark.parametrize("hash_kind, kind, message", [
-    ("xxh3-64", "umass", r"snapshots\[0\]\.umass: expected one of pages, pmemsave, elf, kdump, xen: the bundle's "
+    ("xxh3-64", "umass", r"snapshots\[0\]\.umass: expected one of pages, pmemsave, elf, kdump, xen, delta: the bundle's "
                          "hash_kind is xxh3-64"),
     ("32-bit", "pmemsave", r"snapshots\[0\]\.pmemsave: expected one of umass: the bundle's hash_kind is 32-bit"),
 ])

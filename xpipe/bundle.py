@@ -10,6 +10,8 @@ neither.
 from __future__ import annotations
 
 import gzip
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +25,76 @@ FORMAT = "xpipe-capture/1"
 #: The manifest's name in the bundle's folder.
 MANIFEST = "manifest.yaml"
 
+#: A page-delta file (a `delta` snapshot, docs/capture-bundle.md): the frames that changed
+#: since the domain's previous snapshot. Header, little-endian: magic, version, CRC-32 of the
+#: previous snapshot's page-hash words, frame count, changed count, CRC-32 of this snapshot's
+#: page-hash words, a zero word; then the changed frame numbers (u32, strictly increasing),
+#: then their new hashes (u64).
+DELTA_MAGIC = b"XPDELTA\0"
+DELTA_VERSION = 1
+DELTA_HEADER = struct.Struct("<8sIIQQII")
+#: Bytes per changed frame: its u32 frame number and its u64 hash.
+DELTA_ENTRY = 12
+#: Frame numbers are u32: at most 2**32 frames (16 TiB of guest memory).
+DELTA_MAX_FRAMES = 1 << 32
+
 
 def u64_bytes(values: np.ndarray) -> bytes:
     """Little-endian u64 words: the layout of every compact file."""
     return np.ascontiguousarray(values, dtype="<u8").tobytes()
 
 
+def encode(data: bytes, gz: bool) -> bytes:
+    """``data`` as a file stores it: gzipped when ``gz`` (fixed mtime: reruns are byte-equal)."""
+    return gzip.compress(data, compresslevel=6, mtime=0) if gz else data
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data``, gzipped when the name ends in ``.gz`` (fixed mtime: reruns are byte-equal)."""
+    """Write ``data``, gzipped when the name ends in ``.gz``."""
     path = Path(path)
-    if path.suffix == ".gz":
-        data = gzip.compress(data, compresslevel=6, mtime=0)
-    path.write_bytes(data)
+    path.write_bytes(encode(data, path.suffix == ".gz"))
 
 
 def write_u64(path: str | Path, values: np.ndarray) -> None:
     write_bytes(path, u64_bytes(values))
+
+
+def words_crc(hashes: np.ndarray) -> int:
+    """CRC-32 of page hashes as a compact file stores them (u64 LE words): a delta's check of
+    the snapshot it starts from and of the one it gives."""
+    return zlib.crc32(u64_bytes(hashes))
+
+
+def delta_bytes(previous: np.ndarray, current: np.ndarray) -> bytes:
+    """A page-delta file taking page hashes ``previous`` (frame 0 first) to ``current``."""
+    previous = np.asarray(previous, dtype=np.uint64)
+    current = np.asarray(current, dtype=np.uint64)
+    if len(previous) != len(current):
+        raise ValueError(f"a delta needs snapshots of the same frames, got {len(previous)} and {len(current)}")
+    if len(current) > DELTA_MAX_FRAMES:
+        raise ValueError(f"a delta holds at most {DELTA_MAX_FRAMES} frames, got {len(current)}")
+    changed = np.flatnonzero(previous != current)
+    header = DELTA_HEADER.pack(DELTA_MAGIC, DELTA_VERSION, words_crc(previous), len(current), len(changed),
+                               words_crc(current), 0)
+    return header + changed.astype("<u4").tobytes() + u64_bytes(current[changed])
+
+
+def write_delta(path: Path, previous: np.ndarray, current: np.ndarray, compress: bool) -> Path:
+    """Write the page-delta file from ``previous`` to ``current`` (write_compact: ``.gz`` added when
+    compressing); returns the path written."""
+    return write_compact(path, delta_bytes(previous, current), compress)
+
+
+def write_pages(path: Path, hashes: np.ndarray, previous: np.ndarray | None, compress: bool) -> tuple[str, Path]:
+    """A snapshot's page hashes as a `pages` file ``path`` (e.g. s3.xxh) or, given the domain's
+    previous snapshot's hashes ``previous`` and when it is the smaller file written, as a
+    `delta` file (s3.xxhd); ``.gz`` added when compressing. Returns (manifest kind, path)."""
+    full = u64_bytes(hashes)
+    if previous is not None:
+        delta = delta_bytes(previous, hashes)
+        if len(encode(delta, compress)) < len(encode(full, compress)):
+            return "delta", write_compact(path.with_name(path.name + "d"), delta, compress)
+    return "pages", write_compact(path, full, compress)
 
 
 def write_compact(path: Path, data: bytes, compress: bool) -> Path:

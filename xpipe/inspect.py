@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xpipe.bundle import DELTA_MAGIC
 from xpipe.errors import InputError
 from xpipe.hashing import PAGE_SIZE
 
@@ -71,6 +72,8 @@ def detect(path: Path) -> str:
         return "qemu-blk"
     if _FIU_LINE.match(head):
         return "fiu"
+    if head.startswith(DELTA_MAGIC):
+        return "delta"
     if path.name.endswith((".xxh", ".xxh.gz")):
         return "compact"
     if _UMASS_START.match(head) and not _head(path, 1 << 20).isascii():  # text lines, then binary hashes
@@ -92,6 +95,16 @@ def _snapshot(kind: str) -> Callable[[Path], str]:
                 f"{len(np.unique(h)):,} distinct contents, hash xxh3-64")
 
     return describe
+
+
+def _delta(path: Path, skipped: dict[str, int] | None) -> str:
+    from xpipe.readers.delta import read_delta
+
+    d = read_delta(path)
+    share = f" ({len(d.gfn) / d.frames:.1%})" if d.frames else ""
+    return (f"{len(d.gfn):,} of {d.frames:,} frames changed{share}, {len(np.unique(d.hashes)):,} distinct new "
+            f"contents, hash xxh3-64; the changes to the snapshot before it (page hashes with CRC-32 "
+            f"{d.base_crc:#010x})")
 
 
 def _qemu_blk(path: Path, skipped: dict[str, int] | None) -> str:
@@ -133,6 +146,7 @@ FORMATS: dict[str, Callable[[Path, dict[str, int] | None], str]] = {
     "kdump": _snapshot("kdump"),
     "xen": _snapshot("xen"),
     "compact": _snapshot("pages"),
+    "delta": _delta,
     "qemu-blk": _qemu_blk,
     "fiu": _fiu,
     "umass": _umass,

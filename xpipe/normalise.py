@@ -13,7 +13,7 @@ from xpipe.errors import InputError
 from xpipe.hashing import PAGES_PER_MIB
 from xpipe.readers.compact import read_kpageflags, read_u64
 from xpipe.readers.manifest import Disk, Domain, Manifest
-from xpipe.readers.registry import READ_TRACE_READERS, SNAPSHOT_READERS
+from xpipe.readers.registry import READ_TRACE_READERS, read_snapshot
 from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, REQUESTS, SKIPPED
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,14 @@ def frame_table(domain: str, snapshot: int, time_s: float, gfn: np.ndarray, hash
 
 def normalise_frames(domain: Domain, threads: int = 0) -> pl.DataFrame:
     """Every snapshot of the domain, frame by frame, with kpageflags where captured.
-    Raw dumps are hashed with ``threads`` threads (0: one per core)."""
+    Raw dumps are hashed with ``threads`` threads (0: one per core). Snapshots are read
+    in order, each given the one before it (a `delta` snapshot is the changes to it)."""
     expected = domain.memory_mib * PAGES_PER_MIB
     parts = []
     first_gfn = None
+    previous = None
     for k, snap in enumerate(domain.snapshots):
-        gfn, h = SNAPSHOT_READERS[snap.kind](snap.path, threads)
+        gfn, h = read_snapshot(snap.kind, snap.path, threads, previous)
         if len(h) > expected:
             # QEMU's ELF/kdump dumps hold every RAM block mapped in the guest's physical address
             # space, the PC's 256 KiB BIOS ROM just below 4 GiB included: not guest RAM.
@@ -67,6 +69,7 @@ def normalise_frames(domain: Domain, threads: int = 0) -> pl.DataFrame:
             first_gfn = gfn
         elif not np.array_equal(gfn, first_gfn):
             raise InputError(snap.path, None, "expected the same guest frames as the domain's first snapshot")
+        previous = (gfn, h)
         parts.append(frame_table(domain.id, k, snap.time_s, gfn, h, snap.kpageflags))
         log.info("domain %s: snapshot %d/%d normalised", domain.id, k + 1, len(domain.snapshots))
     return FRAMES.conform(pl.concat(parts)) if parts else pl.DataFrame(schema=FRAMES.schema)

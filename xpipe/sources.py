@@ -147,7 +147,8 @@ class _MadeByWorkflow(CaptureSource):
 
 
 class Recorded(_MadeByWorkflow):
-    """A real capture that rule capture records with the QEMU guests of an ``xpipe capture`` preset."""
+    """A real capture that rule capture records with the QEMU guests of an ``xpipe capture`` preset
+    (a spec file of config/captures/)."""
 
     synthetic = False
 
@@ -161,7 +162,7 @@ class Recorded(_MadeByWorkflow):
             raise InputError(CONFIG, f"captures.{name}.record",
                              f"expected one of the presets {', '.join(PRESETS)}, got {preset!r}")
         self.preset = preset
-        spec = preset_spec(preset)
+        spec = preset_spec(preset)  # its spec file, checked: a bad one is an InputError naming it
         self._domains = [d.id for d in spec.domains]
         self._disk = DISK_NAMES[spec.guest]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from xpipe.bundle import disk_block_hashes, relative, u64_bytes, write_compact, write_manifest
+from xpipe.bundle import disk_block_hashes, relative, u64_bytes, write_compact, write_manifest, write_pages
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.guest import Guest, GuestConfig
 from xpipe.capture.host import make_scratch, qemu_version
@@ -93,6 +93,7 @@ def _run_batch(
         for d in batch
     ]
     snaps: dict[str, list[dict[str, Any]]] = {d.id: [] for d in batch}
+    previous: dict[str, np.ndarray] = {}  # each guest's last page hashes: what a delta starts from
     try:
         for g in guests:
             log.info(
@@ -118,7 +119,7 @@ def _run_batch(
                 log.warning("snapshot %d taken %.1f s late (guests too slow)", i, -wait)
             for g, entry in zip(
                 guests, _snapshot_all(guests, i, t, out, work, keep_raw, compress, len(spec.times_s),
-                                      spec.snapshot_format)
+                                      spec.snapshot_format, previous)
             ):
                 snaps[g.name].append(entry)
     finally:
@@ -161,9 +162,12 @@ def _snapshot_all(
     compress: bool,
     n: int,
     snapshot_format: str,
+    previous: dict[str, np.ndarray],
 ) -> list[dict[str, Any]]:
     """Snapshot ``i`` of every guest of a batch, as close together as possible: all kpageflags
-    copies at once, then one pmemsave per guest (each paused only for its own dump), then hashing."""
+    copies at once, then one pmemsave per guest (each paused only for its own dump), then hashing.
+    Format ``delta``: a snapshot after a guest's first is stored as the changes to its
+    previous one (``previous``, by guest name, updated here) when that file is smaller."""
     t0 = time.monotonic()
     taken = []
     for g in guests:
@@ -181,8 +185,11 @@ def _snapshot_all(
     for g, taken_at, (uptime, nbytes), raw in zip(guests, taken, answers, raws):
         hashes = dump_hashes(raw, g.cfg.frames)
         flags = g.kpageflags(i, nbytes)
-        pages = write_compact(out / g.name / f"s{i}.xxh", u64_bytes(hashes), compress)
+        base = previous.get(g.name) if snapshot_format == "delta" else None
+        kind, pages = write_pages(out / g.name / f"s{i}.xxh", hashes, base, compress)
+        previous[g.name] = hashes
         kpf = write_compact(out / g.name / f"s{i}.kpf", u64_bytes(flags), compress)
+        changed = f", {int(np.count_nonzero(base != hashes))} changed" if base is not None else ""
         kept = None
         if keep_raw:
             kept = Path(shutil.move(raw, out / g.name / f"s{i}.raw"))
@@ -190,22 +197,27 @@ def _snapshot_all(
             raw.unlink()
         zero = int(np.count_nonzero(hashes == ZERO_HASH))
         log.info(
-            "%s: snapshot %d/%d at %.1f s (guest uptime %.1f s): %d frames, %d zero, %d distinct non-zero",
+            "%s: snapshot %d/%d at %.1f s (guest uptime %.1f s): %d frames%s, %d zero, %d distinct non-zero; "
+            "wrote %s %d bytes, kpageflags %d bytes",
             g.name,
             i + 1,
             n,
             taken_at,
             uptime,
             len(hashes),
+            changed,
             zero,
             len(np.unique(hashes[hashes != ZERO_HASH])),
+            kind,
+            pages.stat().st_size,
+            kpf.stat().st_size,
         )
         entries.append(
             {
                 "time_s": float(t),
                 "taken_at_s": round(taken_at, 3),
                 "guest_uptime_s": uptime,
-                "pages": relative(pages, out),
+                kind: relative(pages, out),
                 "kpageflags": relative(kpf, out),
                 **({"raw_dump": relative(kept, out)} if kept else {}),
             }

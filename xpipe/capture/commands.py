@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from xpipe.capture.errors import CaptureError
-from xpipe.capture.spec import PRESETS, DomainSpec, preset
+from xpipe.capture.spec import PRESETS, SNAPSHOT_FORMATS, DomainSpec, interval_times, load_spec, preset
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,23 @@ def add_capture_parser(subparsers) -> argparse.ArgumentParser:
         "a capture bundle (docs/capture-bundle.md). Needs scripts/install-capture-deps.sh.",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
-    p.add_argument(
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
         "--preset",
         choices=PRESETS,
         default="default",
-        help="default: the shipped Debian data; busybox: small fast guests (default: %(default)s)",
+        help="a spec file of config/captures/ by name; default: the shipped Debian data; busybox: small "
+        "fast guests (default: %(default)s)",
     )
-    p.add_argument("--times", type=_floats, help="snapshot times in guest seconds, e.g. 10,20,30")
+    which.add_argument("--spec", type=Path, metavar="FILE",
+                       help="a capture spec file (YAML, as config/captures/*.yaml; docs/capture.md)")
+    times = p.add_mutually_exclusive_group()
+    times.add_argument("--times", type=_floats, help="snapshot times in guest seconds, e.g. 10,20,30")
+    times.add_argument("--interval", type=float, metavar="SECONDS",
+                       help="seconds between snapshots, the first after one interval (with --count)")
+    p.add_argument("--count", type=int, help="how many snapshots, --interval apart")
+    p.add_argument("--snapshot-format", choices=SNAPSHOT_FORMATS,
+                   help="pages, delta (later snapshots as the frames that changed) or kdump-zlib")
     p.add_argument(
         "--domain",
         type=_domain,
@@ -106,7 +116,9 @@ def add_capture_parser(subparsers) -> argparse.ArgumentParser:
 def _capture(args: argparse.Namespace) -> int:
     from xpipe.capture.capture import run_capture
 
-    spec = preset(args.preset)
+    if (args.interval is None) != (args.count is None):
+        raise CaptureError("--interval and --count go together")
+    spec = load_spec(args.spec) if args.spec else preset(args.preset)
     mem = args.memory_mib or (spec.domains[0].memory_mib if spec.domains else 256)
     if args.domain:
         spec.domains = [DomainSpec(i, w, mem) for i, w in args.domain]
@@ -114,6 +126,10 @@ def _capture(args: argparse.Namespace) -> int:
         spec.domains = [replace(d, memory_mib=mem) for d in spec.domains]
     if args.times:
         spec.times_s = args.times
+    if args.interval is not None:
+        spec.times_s = interval_times(args.interval, args.count)
+    if args.snapshot_format:
+        spec.snapshot_format = args.snapshot_format
     if args.batch_size:
         spec.batch_size = args.batch_size
     if args.boot_timeout:

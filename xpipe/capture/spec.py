@@ -1,20 +1,49 @@
-"""What to capture: guests, workloads, snapshot times; and the named presets."""
+"""What to capture: guests, workloads, snapshot times; read from capture spec files.
+
+A capture spec is a YAML file (docs/capture.md) checked against
+workflow/schemas/capture.schema.yaml by xpipe.configcheck (unknown keys with the
+key probably meant, finite numbers in range, one line naming the file and the
+key), then by :meth:`CaptureSpec.validate` (workloads of the guest kind, release,
+strictly increasing times, unique ids). The presets are the spec files in
+config/captures/: ``preset(NAME)`` reads config/captures/NAME.yaml.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.workloads import BUSYBOX_WORKLOADS, DEBIAN_WORKLOADS
+from xpipe.errors import InputError
+
+_ROOT = Path(__file__).resolve().parents[2]
+#: The presets: one spec file each, named NAME.yaml.
+PRESET_DIR = _ROOT / "config" / "captures"
+#: The JSON Schema every spec file is checked against.
+SCHEMA = _ROOT / "workflow" / "schemas" / "capture.schema.yaml"
 
 GUEST_KINDS = ("debian", "busybox")
+#: The releases each guest kind can be built from (debian: xpipe.capture.rootfs.SUITE).
+RELEASES = {"debian": ("bookworm",), "busybox": ()}
 #: How a snapshot's memory lands in the bundle: page hashes of a pmemsave dump (compact
-#: `pages` files), or QEMU's own kdump-compressed dump kept whole (`kdump` snapshots).
-SNAPSHOT_FORMATS = ("pages", "kdump-zlib")
+#: `pages` files), the same with each snapshot after a guest's first stored as the frames
+#: that changed since the one before when that is smaller (`delta` files), or QEMU's own
+#: kdump-compressed dump kept whole (`kdump` snapshots).
+SNAPSHOT_FORMATS = ("pages", "delta", "kdump-zlib")
 #: The disk each guest kind reads, by its name under `disks` in the manifest (debian: rootfs.SUITE).
 DISK_NAMES = {"debian": "bookworm", "busybox": "busybox-data"}
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class SpecError(CaptureError, InputError):
+    """A capture spec that cannot be captured: one line naming the spec (file), the key and
+    what was expected. A CaptureError for the command line, an InputError for the workflow."""
+
+    def __init__(self, path: str | Path, where: str | None, expected: str):
+        InputError.__init__(self, path, where, expected)
 
 
 @dataclass(frozen=True)
@@ -33,92 +62,117 @@ class CaptureSpec:
     boot_timeout_s: float = 180.0
     description: str = ""
     snapshot_format: str = "pages"  # one of SNAPSHOT_FORMATS
+    release: str | None = None  # one of RELEASES[guest]; None: the first (debian: bookworm)
 
-    def validate(self) -> None:
+    def validate(self, source: str = "capture spec") -> None:
+        """SpecError ``(source, key, expected)`` unless this can be captured; ``source`` names
+        the spec file it came from."""
+
+        def fail(where: str | None, expected: str):
+            raise SpecError(source, where, expected)
+
         if self.guest not in GUEST_KINDS:
-            raise CaptureError(f"unknown guest kind {self.guest!r}; expected one of {', '.join(GUEST_KINDS)}")
+            fail("guest", f"unknown guest kind {self.guest!r}; expected one of {', '.join(GUEST_KINDS)}")
+        releases = RELEASES[self.guest]
+        if self.release is not None and self.release not in releases:
+            fail("release", (f"expected one of {', '.join(releases)}" if releases
+                             else f"expected no release for {self.guest} guests") + f", got {self.release!r}")
         workloads = DEBIAN_WORKLOADS if self.guest == "debian" else BUSYBOX_WORKLOADS
         if not self.domains:
-            raise CaptureError("no domains to capture")
+            fail("domains", "no domains to capture")
         seen = set()
-        for d in self.domains:
+        for i, d in enumerate(self.domains):
+            at = f"domains[{i}]"
             if not _ID.match(d.id):
-                raise CaptureError(f"domain id {d.id!r} must match [A-Za-z0-9_.-]+")
+                fail(f"{at}.id", f"domain id {d.id!r} must match [A-Za-z0-9_.-]+")
             if d.id in seen:
-                raise CaptureError(f"domain id {d.id!r} appears twice")
+                fail(f"{at}.id", f"domain id {d.id!r} appears twice")
             seen.add(d.id)
             if d.workload not in workloads:
-                raise CaptureError(
-                    f"domain {d.id}: unknown {self.guest} workload {d.workload!r}; "
-                    f"expected one of {', '.join(sorted(workloads))}"
-                )
+                fail(f"{at}.workload", f"domain {d.id}: unknown {self.guest} workload {d.workload!r}; "
+                                       f"expected one of {', '.join(sorted(workloads))}")
             # Up to 2 GiB all RAM sits below the PC's PCI hole, so pmemsave of 0..memory is all of it.
-            if not 64 <= d.memory_mib <= 2048:
-                raise CaptureError(f"domain {d.id}: memory {d.memory_mib} MiB; expected 64 to 2048 MiB")
-        if (
-            not self.times_s
-            or any(t <= 0 for t in self.times_s)
-            or sorted(set(self.times_s)) != list(self.times_s)
-        ):
-            raise CaptureError(f"snapshot times must be positive and strictly increasing, got {self.times_s}")
-        if self.batch_size < 1:
-            raise CaptureError("batch size must be at least 1")
+            if isinstance(d.memory_mib, bool) or not isinstance(d.memory_mib, int) or not 64 <= d.memory_mib <= 2048:
+                fail(f"{at}.memory_mib", f"domain {d.id}: memory {d.memory_mib!r} MiB; expected 64 to 2048 MiB")
+        if not self.times_s:
+            fail("times_s", "expected at least one snapshot time")
+        for i, t in enumerate(self.times_s):
+            if not math.isfinite(t) or t <= 0 or (i and t <= self.times_s[i - 1]):
+                after = f" after {self.times_s[i - 1]}" if i else ""
+                fail(f"times_s[{i}]", f"snapshot times must be positive and strictly increasing, got {t}{after}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            fail("batch_size", f"batch size must be at least 1, got {self.batch_size!r}")
+        if not (math.isfinite(self.boot_timeout_s) and self.boot_timeout_s > 0):
+            fail("boot_timeout_s", f"expected a positive number of seconds, got {self.boot_timeout_s}")
         if self.snapshot_format not in SNAPSHOT_FORMATS:
-            raise CaptureError(f"unknown snapshot format {self.snapshot_format!r}; expected one of "
-                               f"{', '.join(SNAPSHOT_FORMATS)}")
+            fail("snapshot_format", f"unknown snapshot format {self.snapshot_format!r}; expected one of "
+                                    f"{', '.join(SNAPSHOT_FORMATS)}")
 
 
-def _domains(pairs: list[tuple[str, str]], memory_mib: int) -> list[DomainSpec]:
-    return [DomainSpec(i, w, memory_mib) for i, w in pairs]
+def interval_times(interval_s: float, count: int, start_s: float | None = None) -> list[float]:
+    """``count`` snapshot times ``interval_s`` apart, the first at ``start_s`` (default ``interval_s``)."""
+    start = interval_s if start_s is None else start_s
+    return [round(start + k * interval_s, 6) for k in range(count)]
+
+
+def load_spec(path: str | Path) -> CaptureSpec:
+    """The capture spec of YAML file ``path``, checked whole (the schema, then validate);
+    any fault is one SpecError line naming the file and the key."""
+    # Lazy: the YAML reader and jsonschema are needed only when a spec is read.
+    import yaml
+
+    from xpipe.configcheck import validate_config
+    from xpipe.readers.manifest import _load_yaml  # refuses duplicate keys; bad text is one line
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(path, None, "capture spec file not found" if not path.exists() else "expected a file")
+    raw = _load_yaml(path)
+    try:
+        validate_config(raw, yaml.safe_load(SCHEMA.read_text()), str(path))
+    except InputError as e:
+        raise SpecError(e.path, e.where, e.expected) from None
+    given = [k for k in ("times_s", "interval_s", "count", "start_s") if k in raw]
+    if "times_s" in given and len(given) > 1:
+        raise SpecError(path, given[1], "expected times_s, or interval_s and count, not both")
+    if not given:
+        raise SpecError(path, None, "expected the snapshot times: times_s, or interval_s and count")
+    for key in ("interval_s", "count"):
+        if "times_s" not in given and key not in given:
+            raise SpecError(path, key, f"required key is missing (with {given[0]})")
+    if "times_s" in raw:
+        times = [float(t) for t in raw["times_s"]]
+    else:
+        times = interval_times(float(raw["interval_s"]), raw["count"],
+                               float(raw["start_s"]) if "start_s" in raw else None)
+    spec = CaptureSpec(
+        guest=raw["guest"],
+        domains=[DomainSpec(d["id"], d["workload"], d["memory_mib"]) for d in raw["domains"]],
+        times_s=times,
+        batch_size=raw["batch_size"],
+        boot_timeout_s=float(raw["boot_timeout_s"]),
+        description=" ".join(raw["description"].split()),
+        snapshot_format=raw["snapshot_format"],
+        release=raw.get("release"),
+    )
+    spec.validate(str(path))
+    return spec
+
+
+def _preset_names() -> tuple[str, ...]:
+    """The spec files of PRESET_DIR by name, ``default`` first, then alphabetically."""
+    names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    return tuple(sorted(names, key=lambda n: n != "default"))
+
+
+#: The named captures: config/captures/NAME.yaml.
+PRESETS = _preset_names()
 
 
 def preset(name: str) -> CaptureSpec:
-    """A named capture. ``default`` makes data/default; ``busybox`` is the fast one tests use."""
-    if name == "default":
-        return CaptureSpec(
-            guest="debian",
-            domains=_domains(
-                [
-                    ("sqlite-1", "sqlite"),
-                    ("sqlite-2", "sqlite"),
-                    ("web-1", "web"),
-                    ("web-2", "web"),
-                    ("compress-1", "compress"),
-                    ("compile-1", "compile"),
-                    ("idle-1", "idle"),
-                ],
-                256,
-            ),
-            times_s=[40.0, 70.0, 100.0, 130.0],
-            batch_size=2,
-            boot_timeout_s=240.0,
-            description=(
-                "7 Debian bookworm guests (debootstrap minbase) under QEMU/TCG, 256 MiB each: "
-                "Python+SQLite x2, web server + client x2, compressor (xz, gzip), gcc, idle; "
-                "booted two at a time, snapshots at the same guest times"
-            ),
-        )
-    if name == "busybox":
-        return CaptureSpec(
-            guest="busybox",
-            domains=_domains([("dup-1", "dup"), ("dup-2", "dup")], 256),
-            times_s=[20.0, 25.0, 30.0],
-            batch_size=2,
-            boot_timeout_s=90.0,
-            description="2 busybox initramfs guests under QEMU/TCG, 256 MiB each, reading a shared ext4 disk",
-        )
-    if name == "kdump":
-        return CaptureSpec(
-            guest="busybox",
-            domains=_domains([("dup-1", "dup"), ("dup-2", "dup")], 256),
-            times_s=[20.0, 25.0, 30.0],
-            batch_size=2,
-            boot_timeout_s=90.0,
-            snapshot_format="kdump-zlib",
-            description="2 busybox initramfs guests under QEMU/TCG, 256 MiB each, reading a shared ext4 disk; "
-                        "snapshots kept as QEMU's kdump-zlib dumps (dump-guest-memory)",
-        )
-    raise CaptureError(f"unknown preset {name!r}; expected one of: {', '.join(PRESETS)}")
-
-
-PRESETS = ("default", "busybox", "kdump")
+    """A named capture, from config/captures/NAME.yaml. ``default`` makes data/default;
+    ``busybox`` is the fast one tests use."""
+    if name not in PRESETS:
+        raise CaptureError(f"unknown preset {name!r}; expected one of: {', '.join(PRESETS)} "
+                           f"(the spec files in {PRESET_DIR.relative_to(_ROOT)}/)")
+    return load_spec(PRESET_DIR / f"{name}.yaml")

@@ -18,14 +18,14 @@ import yaml
 
 from xpipe.bundle import FORMAT, PAGE_SIZE
 from xpipe.errors import InputError
-from xpipe.readers.registry import READ_TRACE_READERS, SNAPSHOT_READERS
+from xpipe.readers.registry import DELTA_READERS, READ_TRACE_READERS, SNAPSHOT_KINDS
 
 
 @dataclass(frozen=True)
 class HashKind:
     """Which files carry contents identified this way."""
 
-    snapshots: tuple[str, ...]  # snapshot kinds (keys of SNAPSHOT_READERS)
+    snapshots: tuple[str, ...]  # snapshot kinds (SNAPSHOT_KINDS)
     reads: str | None  # the read-trace format (a key of READ_TRACE_READERS), if any
 
 
@@ -34,7 +34,7 @@ class HashKind:
 #: memory traces 32-bit hashes. Contents of different kinds are never compared:
 #: one bundle holds one kind.
 HASH_KINDS = {
-    "xxh3-64": HashKind(("pages", "pmemsave", "elf", "kdump", "xen"), "qemu-blk"),
+    "xxh3-64": HashKind(("pages", "pmemsave", "elf", "kdump", "xen", "delta"), "qemu-blk"),
     "md5": HashKind((), "fiu"),
     "32-bit": HashKind(("umass",), None),
 }
@@ -43,7 +43,7 @@ READS_KEYS = ("device", "process")  # + the formats: which requests of a shared 
 _ID = re.compile(r"[A-Za-z0-9_.-]+")  # fullmatch: "a\n" is no id
 
 #: The keys each level of a manifest may hold (docs/capture-bundle.md). A
-#: snapshot also holds exactly one key of SNAPSHOT_READERS (its kind).
+#: snapshot also holds exactly one of SNAPSHOT_KINDS (its kind).
 TOP_KEYS = ("format", "synthetic", "description", "page_size", "hash_kind", "disks", "domains")
 DISK_KEYS = ("block_hashes", "image", "size_bytes")
 DOMAIN_KEYS = ("id", "workload", "memory_mib", "disk", "reads", "reads_start_epoch_s", "console", "snapshots")
@@ -53,7 +53,7 @@ SNAPSHOT_KEYS = ("time_s", "kpageflags", "taken_at_s", "guest_uptime_s", "raw_du
 @dataclass(frozen=True)
 class Snapshot:
     time_s: float
-    kind: str  # a key of SNAPSHOT_READERS
+    kind: str  # one of SNAPSHOT_KINDS
     path: Path
     kpageflags: Path | None
 
@@ -237,7 +237,7 @@ def load_manifest(path: str | Path) -> Manifest:
     domains_raw = r.get(raw, "domains", "", list)
     if not domains_raw:
         r.fail("domains", "expected at least one domain")
-    kinds_known = tuple(SNAPSHOT_READERS)
+    kinds_known = SNAPSHOT_KINDS
     domains, seen = [], set()
     snapshot_files: list[tuple[str, Path]] = []
     for i, d in enumerate(domains_raw):
@@ -281,6 +281,9 @@ def load_manifest(path: str | Path) -> Manifest:
                 r.fail(f"{sw}.{kinds[0]}", f"expected one of {', '.join(carried.snapshots)}: the bundle's "
                                            f"hash_kind is {hash_kind}, and contents of different hash kinds "
                                            "are never compared")
+            if j == 0 and kinds[0] in DELTA_READERS:
+                r.fail(f"{sw}.{kinds[0]}", "expected a full snapshot first: a delta holds only the frames "
+                                           "changed since the domain's previous snapshot")
             time_s = r.get(s, "time_s", sw, float)
             if time_s < 0:
                 r.fail(f"{sw}.time_s", f"expected seconds since the guest started (0 or more), got {time_s}")
