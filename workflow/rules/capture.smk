@@ -6,6 +6,8 @@
 
 
 rule capture:
+    input:
+        spec=SRC / "config/captures/{preset}.yaml",  # the preset's spec file: editing it records anew
     output:
         manifest="results/captures/{preset}/manifest.yaml",
     params:
