@@ -9,6 +9,7 @@ from xpipe.codeinputs import code_inputs
 from xpipe.errors import InputError
 from xpipe.experiment import Experiment
 from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, PAGES, READS, REQUESTS, SKIPPED
+from xpipe.sim.partition import PARTS
 from xpipe.sim.tables import PREFIXES, SUMMARY, TIMELINE, TYPES
 
 # The project folder (the Snakefile's), named relative to the working directory

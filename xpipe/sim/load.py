@@ -1,4 +1,5 @@
-"""DomainTrace objects over stage 2's Parquet files, loading one snapshot at a time."""
+"""DomainTrace objects over stage 2's Parquet files, loading one snapshot (or one
+partition's share of it) at a time."""
 
 from __future__ import annotations
 
@@ -7,45 +8,55 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from xpipe.sim.replay import DomainTrace
+from xpipe.hashing import ZERO_HASH
+from xpipe.sim.partition import WHOLE, Partition
+from xpipe.sim.trace import DomainTrace
 
-#: Snapshots kept in memory per domain when they fit: domains per host replays
+#: Bytes of snapshots kept in memory per domain when they fit: domains per host replays
 #: every prefix of a mix, so each snapshot is read many times.
 CACHE_BYTES = 256 << 20
+#: Bytes a loaded frame takes: frame index, hash, page type.
+FRAME_BYTES = 13
 
 
-def _snapshot_loader(path: Path, cache: bool):
-    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+def _snapshot_loader(path: Path, frames: int):
+    """``load_part(k, partition)``; ``frames``: the domain's frames over all its snapshots."""
+    kept: dict[tuple[int, Partition], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def load(k: int) -> tuple[np.ndarray, np.ndarray]:
-        if k in kept:
-            return kept[k]
+    def load_part(k: int, part: Partition) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if (k, part) in kept:
+            return kept[(k, part)]
         df = (
             pl.scan_parquet(path)
             .filter(pl.col("snapshot") == k)
             .sort("gfn")
-            .select("hash", pl.col("page_type").to_physical())
+            .with_row_index("frame")  # the frame's index: its place among the snapshot's frames
+            .filter(part.expr("hash"))
+            .select("frame", "hash", pl.col("page_type").to_physical())
             .collect()
         )
-        got = df["hash"].to_numpy(), df["page_type"].to_numpy().astype(np.uint8)
-        if cache:
-            kept[k] = got
+        got = (df["frame"].to_numpy(), df["hash"].to_numpy(),
+               df["page_type"].to_numpy().astype(np.uint8))
+        if frames * FRAME_BYTES // part.count <= CACHE_BYTES:
+            kept[(k, part)] = got
         return got
 
-    return load
+    return load_part
 
 
-def _no_snapshots(k: int):
+def _no_snapshots(k: int, *_):
     raise IndexError(f"snapshot {k} of a domain without snapshots")
 
 
 def load_domain(pages: str | Path, reads: str | Path) -> DomainTrace:
-    """A domain from its PAGES and READS Parquet files."""
+    """A domain from its PAGES and READS Parquet files; its snapshots are read when the
+    replay asks for them, each only for the partition the replay holds."""
     pages, reads = Path(pages), Path(reads)
     snaps = (
         pl.scan_parquet(pages)
         .group_by("snapshot")
-        .agg(pl.col("domain").first(), pl.col("time_s").first(), frames=pl.len())
+        .agg(pl.col("domain").first(), pl.col("time_s").first(), frames=pl.len(),
+             zero=(pl.col("hash") == ZERO_HASH).any())
         .sort("snapshot")
         .collect()
     )
@@ -53,15 +64,22 @@ def load_domain(pages: str | Path, reads: str | Path) -> DomainTrace:
         r = pl.read_parquet(reads, columns=["domain", "time_s", "hash"])
         return DomainTrace(id=r["domain"][0] if len(r) else pages.stem, times=np.zeros(0),
                            load=_no_snapshots, frames=0, read_times=r["time_s"].to_numpy(),
-                           read_hashes=r["hash"].to_numpy())
+                           read_hashes=r["hash"].to_numpy(), load_part=_no_snapshots, zero_snapshots=frozenset())
     if snaps["snapshot"].to_list() != list(range(len(snaps))):
         raise ValueError(f"{pages}: expected snapshots 0..{len(snaps) - 1}, found {snaps['snapshot'].to_list()}")
+    frames = int(snaps["frames"][0])
+    if (snaps["frames"] != frames).any():
+        k = int(snaps.filter(pl.col("frames") != frames)["snapshot"][0])
+        raise ValueError(f"domain {snaps['domain'][0]} snapshot {k}: {snaps['frames'][k]} frames, expected {frames}")
+    load_part = _snapshot_loader(pages, int(snaps["frames"].sum()))
     r = pl.read_parquet(reads, columns=["time_s", "hash"])
     return DomainTrace(
         id=snaps["domain"][0],
         times=snaps["time_s"].to_numpy(),
-        load=_snapshot_loader(pages, cache=int(snaps["frames"].sum()) * 9 <= CACHE_BYTES),
-        frames=int(snaps["frames"][0]),
+        load=lambda k: load_part(k, WHOLE)[1:],
+        frames=frames,
         read_times=r["time_s"].to_numpy(),
         read_hashes=r["hash"].to_numpy(),
+        load_part=load_part,
+        zero_snapshots=frozenset(snaps.filter(pl.col("zero"))["snapshot"].to_list()),
     )

@@ -8,6 +8,13 @@ memory holds, and which frames took a copy-on-write break.
 
 Writes are inferred from snapshots: a frame whose content differs from the
 previous snapshot was written once, at the later snapshot.
+
+A replay may hold one partition of the mix's contents only (xpipe.sim.partition):
+then ``reads`` still gets every read of the mix, but ``step`` only the frames
+whose content is the partition's, and a policy counts only the partition's
+contents in the pages shared memory holds. What is not per content comes with
+the frames, the same in every partition: the scan order and whether the mix
+holds a zero page.
 """
 
 from __future__ import annotations
@@ -29,20 +36,28 @@ FILE_TYPES = np.array([PAGE_TYPES.index(t) for t in ("file_code", "file_data", "
 
 @dataclass
 class Frames:
-    """Every frame of every domain of the mix at one time (domains concatenated)."""
+    """The frames a replay holds at one time: every frame of every domain of the mix
+    (domains concatenated), or, in a partition's replay, every frame whose content is
+    the partition's at some time replayed. Positions are the same at every step; the
+    arrays are overwritten in place at the next step."""
 
     time_s: float
     dt_s: float  # time since the previous step (0 at the first)
-    hashes: np.ndarray  # uint64 content hash
-    types: np.ndarray  # uint8 index into PAGE_TYPES
-    present: np.ndarray  # bool: the frame's domain has started
-    changed: np.ndarray  # bool: present before and content differs from the previous step
+    hashes: np.ndarray  # uint64 content hash (meaningful where present)
+    types: np.ndarray  # uint8 index into PAGE_TYPES (meaningful where present)
+    present: np.ndarray  # bool: the frame's domain has started and its content is the partition's now
+    changed: np.ndarray  # bool: present before, and its content differs now (in this partition or not)
+    #: () -> int64 per frame: its place in the scan order of every started frame of the mix; -1 where its
+    #: domain has not started (computed when asked: only the scanner needs it; not to be modified)
+    scan_order: Callable[[], np.ndarray]
+    started: int  # frames of the mix's started domains, in every partition: the scan order's length
+    zero_present: bool  # some started frame of the mix, in any partition, holds the zero page
 
 
 @dataclass
 class Shared:
     mapped: np.ndarray  # bool per frame: mapped from shared memory
-    used: int  # pages shared memory holds
+    used: int  # pages shared memory holds (of the partition's contents)
     reserved: int  # sharing area's reserved pages (dsa), else 0
     cow: np.ndarray  # bool per frame: a write broke its sharing at this step
 
@@ -81,8 +96,6 @@ class Policy:
         mapped, used, reserved = self.share(f)
         self._prev_mapped = mapped
         return Shared(mapped, used, reserved, cow)
-
-
 
 
 # --- The registry -------------------------------------------------------------
@@ -177,6 +190,7 @@ class ReplayContext:
 
     universe: np.ndarray  # sorted unique hashes of every disk read (and the zero page): id = position
     max_accesses: int  # bound on area lookups over the replay
+    own: np.ndarray  # bool per id: the content is in the replay's partition (every id when not partitioned)
 
 
 @dataclass(frozen=True)

@@ -12,40 +12,46 @@ At each snapshot time t (the union of all domains' snapshot times) the replay
 A domain with no snapshots (an I/O-only trace) has no frames and only reads;
 a mix of such domains is replayed at one time, after its last read.
 
+A replay holds one partition of the mix's contents (xpipe.sim.partition; the
+whole mix is the partition of one): it loads only the frames holding the
+partition's contents and counts only those contents' frames, shared pages and
+reads. The first pass (xpipe.sim.schedule) gives it what all partitions share.
+The whole mix's results are the partitions' counts added up (``replay``).
+A frame whose content moves to another partition leaves this one's replay as
+a write; its place is kept (a partition's frames are those it holds at some
+time), so a partition's memory is its share of the mix plus the frames that
+move in or out over the replay.
+
 Only one time's frames are in memory at once, so a mix's size is bounded by
-its largest single time, not by its number of snapshots.
+its largest single time, not by its number of snapshots (but the loader
+keeps a domain's snapshots when they fit, xpipe.sim.load).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from xpipe.hashing import ZERO_HASH
 from xpipe.pagetypes import PAGE_TYPES
 from xpipe.sim import policy as P
-from xpipe.sim.area import dense_ids, group_ids
+from xpipe.sim.area import group_ids
+from xpipe.sim.partition import SCOPES, TYPE_COUNTS_OWN, WHOLE, Partition, merge_timelines, types_table
 from xpipe.sim.runs import RunSpec
-from xpipe.sim.tables import TIMELINE_OWN, TYPES_OWN, own_schema
+from xpipe.sim.schedule import Schedule, schedule
+from xpipe.sim.tables import TIMELINE_OWN, own_schema
+from xpipe.sim.trace import DomainTrace, kept_snapshots
+
+__all__ = ["DomainTrace", "PartReplay", "Replay", "kept_snapshots", "merge_replays", "replay", "replay_partition"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class DomainTrace:
-    """What the replay needs of one domain; ``load(k)`` gives snapshot k's
-    (hashes uint64, types uint8) in frame order."""
-
-    id: str
-    times: np.ndarray
-    load: Callable[[int], tuple[np.ndarray, np.ndarray]]
-    frames: int
-    read_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    read_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+#: Type counts' cells: page type and scope (intra, inter), as type * 2 + inter.
+_CELLS = 2 * len(PAGE_TYPES)
 
 
 @dataclass
@@ -54,117 +60,160 @@ class Replay:
     types: pl.DataFrame  # xpipe.sim.tables.TYPES_OWN
 
 
-def _merged_reads(domains: Sequence[DomainTrace]):
-    """All reads in replay order: (time, domain index, hash)."""
-    t = np.concatenate([d.read_times for d in domains]) if domains else np.zeros(0)
-    dom = np.concatenate([np.full(len(d.read_times), i, np.int32) for i, d in enumerate(domains)])
-    h = np.concatenate([d.read_hashes for d in domains]).astype(np.uint64, copy=False)
-    order = np.lexsort((dom, t))  # stable: trace order within a domain kept
-    return t[order], dom[order], h[order]
+@dataclass
+class PartReplay:
+    """A partition's share of a replay."""
+
+    timeline: pl.DataFrame  # TIMELINE_OWN, counting the partition's contents only
+    type_counts: pl.DataFrame  # xpipe.sim.partition.TYPE_COUNTS_OWN
 
 
-def _feed_reads(policy: P.Policy, ids: np.ndarray, dom: np.ndarray, n_dom: int):
-    """Feed reads to the policy; (reads, reads avoided) per domain."""
-    avoided = policy.reads(ids)
-    return np.bincount(dom, minlength=n_dom), np.bincount(dom[avoided], minlength=n_dom)
+def _feed_reads(policy: P.Policy, s: Schedule, own: np.ndarray, lo: int, hi: int):
+    """Feed reads lo:hi to the policy. Per domain: (reads, the partition's reads, those avoided)."""
+    n_dom = len(s.frames)
+    avoided = policy.reads(s.read_ids[lo:hi])
+    dom, mine = s.read_dom[lo:hi], own[lo:hi]
+    return (np.bincount(dom, minlength=n_dom), np.bincount(dom[mine], minlength=n_dom),
+            np.bincount(dom[mine & avoided], minlength=n_dom))
 
 
-def kept_snapshots(times: np.ndarray, every: int) -> np.ndarray:
-    """Indexes of the snapshots a run replays: every k-th from the first, and the last
-    always, so every interval covers the same window and only the sampling changes.
-    Applied to each domain's own snapshots; a skipped snapshot is never loaded."""
-    keep = np.zeros(len(times), dtype=bool)
-    keep[::every] = True
-    keep[-1:] = True
-    return np.flatnonzero(keep)
+@functools.lru_cache(maxsize=16)
+def _every_frame(frames: int) -> np.ndarray:
+    every = np.arange(frames, dtype=np.int64)
+    every.flags.writeable = False
+    return every
 
 
-def replay(domains: Sequence[DomainTrace], spec: RunSpec, with_types: bool = True) -> Replay:
-    """Replay ``domains`` (in mix order) under ``spec``; see the module docstring.
+def _held_frames(domains: Sequence[DomainTrace], s: Schedule, part: Partition) -> list[np.ndarray]:
+    """Per domain, the frames (indexes, increasing) whose content is the partition's at some time replayed."""
+    if part.whole:
+        return [_every_frame(d.frames) for d in domains]
+    held = []
+    for i, d in enumerate(domains):
+        shown = np.unique(s.shown[:, i][s.shown[:, i] >= 0])
+        held.append(np.unique(np.concatenate([np.zeros(0, np.int64)]
+                                             + [d.snapshot(int(k), part)[0].astype(np.int64) for k in shown])))
+    return held
 
-    ``with_types=False`` skips the shared-page-type accounting (its table is then empty).
-    """
+
+def _scan_order(s: Schedule, k: int, held: list[np.ndarray], offsets: np.ndarray) -> np.ndarray:
+    """Each frame held's place in the scan order at time k; -1 where its domain has not started."""
+    first, _ = s.scan_order(k)
+    order = np.full(offsets[-1], -1, dtype=np.int64)
+    for i in np.flatnonzero(s.shown[k] >= 0):
+        order[offsets[i]:offsets[i + 1]] = first[i] + held[i]
+    return order
+
+
+def _tally_types(tally: dict, types: np.ndarray, idx: np.ndarray, inv: np.ndarray, groups: int,
+                 frame_dom: np.ndarray, n_dom: int) -> None:
+    """Add this time's mapped frames ``idx`` (``inv``: their content's group) to ``tally``:
+    (group size, cell) -> frames, a cell being page type * 2 + (1 if inter-domain else 0)."""
+    counts = np.bincount(inv, minlength=groups)
+    # a content is inter-domain when its frames' lowest and highest domain differ
+    dom = frame_dom[idx]
+    low = np.full(groups, n_dom, dtype=dom.dtype)
+    high = np.full(groups, -1, dtype=dom.dtype)
+    np.minimum.at(low, inv, dom)
+    np.maximum.at(high, inv, dom)
+    cell = types[idx].astype(np.int64) * 2 + (low != high)[inv]
+    seen = np.bincount(counts)  # groups per size: few sizes occur, each numbered by its rank
+    sizes, rank = np.flatnonzero(seen), np.cumsum(seen > 0) - 1
+    frames = np.bincount(rank[counts[inv]] * _CELLS + cell, minlength=len(sizes) * _CELLS)
+    for key in np.flatnonzero(frames).tolist():
+        size = int(sizes[key // _CELLS])
+        tally[(size, key % _CELLS)] = tally.get((size, key % _CELLS), 0) + int(frames[key])
+
+
+def _type_counts(tally: dict, times: int) -> pl.DataFrame:
+    rows = [(PAGE_TYPES[cell // 2], SCOPES[cell % 2], size, n, times) for (size, cell), n in sorted(tally.items())]
+    return pl.DataFrame(rows, schema=own_schema(TYPE_COUNTS_OWN), orient="row")
+
+
+def replay_partition(domains: Sequence[DomainTrace], spec: RunSpec, part: Partition = WHOLE,
+                     with_types: bool = True) -> PartReplay:
+    """Replay the frames of ``domains`` (in mix order) whose content is in ``part`` under ``spec``;
+    see the module docstring. ``with_types=False`` skips the shared-page-type accounting."""
     n_dom = len(domains)
-    kept = [kept_snapshots(d.times, spec.snapshot_every) for d in domains]
-    times = np.unique(np.concatenate([d.times[k] for d, k in zip(domains, kept)]))
-    r_time, r_dom, r_hash = _merged_reads(domains)
-    if not len(times):  # I/O-only domains: one time, after every read, with no frames
-        times = np.array([r_time.max() if len(r_time) else 0.0])
-    universe, r_ids = dense_ids(np.append(r_hash, ZERO_HASH))  # = np.unique(..., return_inverse=True)
-    r_ids = r_ids[:-1].astype(np.int64, copy=False)
-    policy = spec.make_policy(P.ReplayContext(universe, len(r_ids) + len(times)))
+    s = schedule(domains, spec.snapshot_every)
+    policy = spec.make_policy(P.ReplayContext(s.universe, s.max_accesses, part.holds(s.universe)))
+    own_reads = part.holds(s.read_hash)
 
-    offsets = np.concatenate([[0], np.cumsum([d.frames for d in domains])]).astype(np.int64)
+    held = _held_frames(domains, s, part)
+    offsets = np.concatenate([[0], np.cumsum([len(h) for h in held])]).astype(np.int64)
     n = int(offsets[-1])
-    frame_dom = np.repeat(np.arange(n_dom, dtype=np.int32), [d.frames for d in domains])
+    frame_dom = np.repeat(np.arange(n_dom, dtype=np.int32), [len(h) for h in held])
     hashes = np.zeros(n, dtype=np.uint64)
     types = np.zeros(n, dtype=np.uint8)
     present = np.zeros(n, dtype=bool)
-    loaded = [-1] * n_dom
-    type_scope = np.zeros(len(PAGE_TYPES) * 2)
+    # the scan order since the domains last started, computed when a policy asks (the scanner does)
+    order_since = functools.lru_cache(maxsize=1)(lambda k: _scan_order(s, k, held, offsets))
+    since, started = 0, 0
+    tally: dict[tuple[int, int], int] = {}
     rows = []
     read_at = 0
-    prev_t = times[0]
-    for k, t in enumerate(times):
-        end = int(np.searchsorted(r_time, t, side="right"))
-        dom_reads, dom_avoided = _feed_reads(policy, r_ids[read_at:end], r_dom[read_at:end], n_dom)
+    prev_t = s.times[0]
+    for k, t in enumerate(s.times):
+        end = int(s.read_end[k])
+        dom_reads, own_issued, own_avoided = _feed_reads(policy, s, own_reads, read_at, end)
         read_at = end
 
         changed = np.zeros(n, dtype=bool)
-        for i, d in enumerate(domains):
-            j = int(np.searchsorted(d.times[kept[i]], t, side="right")) - 1
-            snap = int(kept[i][j]) if j >= 0 else -1
-            if snap < 0 or snap == loaded[i]:
-                continue
-            h, ty = d.load(snap)
-            if len(h) != d.frames:
-                raise ValueError(f"domain {d.id} snapshot {snap}: {len(h)} frames, expected {d.frames}")
+        loading = np.flatnonzero((s.shown[k] >= 0) & (s.shown[k] != (s.shown[k - 1] if k else -1)))
+        for i in loading:
+            index, h, ty = domains[i].snapshot(int(s.shown[k, i]), part)
             sl = slice(offsets[i], offsets[i + 1])
-            if loaded[i] >= 0:
-                changed[sl] = hashes[sl] != h
-            hashes[sl], types[sl], present[sl] = h, ty, True
-            loaded[i] = snap
-        frames = P.Frames(float(t), float(t - prev_t), hashes, types, present, changed)
-        shared = policy.step(frames)
+            was = k > 0 and s.shown[k - 1, i] >= 0  # the domain showed another snapshot before
+            if len(index) == len(held[i]):  # every frame held, in order
+                if was:  # a frame written
+                    changed[sl] = present[sl] & (hashes[sl] != h)
+                hashes[sl], types[sl], present[sl] = h, ty, True
+                continue
+            at = np.searchsorted(held[i], index.astype(np.int64))  # positions among the domain's frames held
+            now = np.zeros(len(held[i]), dtype=bool)
+            now[at] = True
+            at += offsets[i]
+            if was:
+                changed[sl] = present[sl] & ~now  # contents that left the partition
+                changed[at] |= present[at] & (hashes[at] != h)  # frames written
+            present[sl] = now
+            hashes[at], types[at] = h, ty
+        if len(loading) and (not k or (s.shown[k - 1][loading] < 0).any()):  # domains started
+            since, started = k, s.scan_order(k)[1]
+        shared = policy.step(P.Frames(float(t), float(t - prev_t), hashes, types, present, changed,
+                                      functools.partial(order_since, since), started, bool(s.zero[k])))
         prev_t = t
 
-        if k == len(times) - 1 and read_at < len(r_ids):
-            tail_reads, tail_avoided = _feed_reads(policy, r_ids[read_at:], r_dom[read_at:], n_dom)
-            dom_reads, dom_avoided = dom_reads + tail_reads, dom_avoided + tail_avoided
+        if k == len(s.times) - 1 and read_at < len(s.read_ids):
+            tail = _feed_reads(policy, s, own_reads, read_at, len(s.read_ids))
+            dom_reads, own_issued, own_avoided = dom_reads + tail[0], own_issued + tail[1], own_avoided + tail[2]
 
-        mapped = shared.mapped
-        idx = np.flatnonzero(mapped)
+        idx = np.flatnonzero(shared.mapped)
         inv, area_mapped = group_ids(hashes[idx])
         if with_types and len(idx):
-            counts = np.bincount(inv, minlength=area_mapped)
-            # a content is inter-domain when its frames' lowest and highest domain differ
-            dom = frame_dom[idx]
-            low = np.full(area_mapped, n_dom, dtype=dom.dtype)
-            high = np.full(area_mapped, -1, dtype=dom.dtype)
-            np.minimum.at(low, inv, dom)
-            np.maximum.at(high, inv, dom)
-            inter = (low != high)[inv].astype(np.int64)
-            saved = (counts[inv] - 1) / counts[inv]
-            type_scope += np.bincount(types[idx].astype(np.int64) * 2 + inter, weights=saved,
-                                      minlength=len(type_scope))
+            _tally_types(tally, types, idx, inv, area_mapped, frame_dom, n_dom)
         per_dom_present = np.bincount(frame_dom[present], minlength=n_dom)
         per_dom_mapped = np.bincount(frame_dom[idx], minlength=n_dom)
         per_dom_cow = np.bincount(frame_dom[shared.cow], minlength=n_dom)
         for i, d in enumerate(domains):
-            if loaded[i] < 0 and dom_reads[i] == 0:
+            if s.shown[k, i] < 0 and dom_reads[i] == 0:
                 continue
             rows.append((float(t), d.id,
                          int(per_dom_present[i] - per_dom_mapped[i]), int(per_dom_mapped[i]),
                          int(shared.used), area_mapped, int(shared.reserved),
-                         int(dom_reads[i] - dom_avoided[i]), int(dom_avoided[i]), int(per_dom_cow[i])))
+                         int(own_issued[i] - own_avoided[i]), int(own_avoided[i]), int(per_dom_cow[i])))
     timeline = pl.DataFrame(rows, schema=own_schema(TIMELINE_OWN), orient="row")
-    type_scope /= len(times)
-    types_df = pl.DataFrame(
-        {
-            "page_type": [t for t in PAGE_TYPES for _ in (0, 1)],
-            "scope": ["intra", "inter"] * len(PAGE_TYPES),
-            "pages_saved": type_scope,
-        },
-        schema=own_schema(TYPES_OWN),
-    ).filter(pl.col("pages_saved") > 0)
-    return Replay(timeline, types_df)
+    return PartReplay(timeline, _type_counts(tally, len(s.times)))
+
+
+def merge_replays(parts: Sequence[PartReplay]) -> Replay:
+    """The whole mix's replay from every partition's share."""
+    return Replay(merge_timelines([p.timeline for p in parts]),
+                  types_table(pl.concat([p.type_counts for p in parts])))
+
+
+def replay(domains: Sequence[DomainTrace], spec: RunSpec, with_types: bool = True, partitions: int = 1) -> Replay:
+    """Replay ``domains`` (in mix order) under ``spec``: every partition of ``partitions``
+    (one: the whole mix at once), added up. The results do not depend on ``partitions``."""
+    return merge_replays([replay_partition(domains, spec, Partition(i, partitions), with_types)
+                          for i in range(partitions)])

@@ -18,17 +18,21 @@ class DesignatedArea(Policy):
     guest would map it there: a page-cache page of a disk block (types file_*)
     or, with ``admit_zero``, a zero page. Evicting a content that frames map
     leaves them private copies (they count as private from the next step).
+
+    The area's contents follow from the reads and the zero page alone, so a
+    partition's replay runs the same area; it counts the held pages of its own
+    contents (``own``: bool per id).
     """
 
-
     def __init__(self, area_pages: int, eviction: str, admit_zero: bool, universe: np.ndarray,
-                 max_accesses: int):
+                 max_accesses: int, own: np.ndarray):
         super().__init__()
         if eviction not in EVICTIONS:
             raise ValueError(f"eviction must be one of {tuple(EVICTIONS)}, got {eviction!r}")
         self.area_pages, self.eviction, self.admit_zero = int(area_pages), eviction, bool(admit_zero)
         # universe: sorted unique hashes of all reads (and the zero page): id = position
         self.universe = universe
+        self.own = own
         self.area = SharingArea(area_pages, eviction, len(universe), max_accesses)
         self._zero_id = int(np.searchsorted(universe, ZERO_HASH))
         if admit_zero and (self._zero_id >= len(universe) or universe[self._zero_id] != ZERO_HASH):
@@ -39,7 +43,7 @@ class DesignatedArea(Policy):
 
     def share(self, f):
         is_zero = f.hashes == ZERO_HASH
-        if self.admit_zero and (f.present & is_zero).any():
+        if self.admit_zero and f.zero_present:
             self.area.access(np.array([self._zero_id]))
         wanted = f.present & np.isin(f.types, FILE_TYPES)
         if self.admit_zero:
@@ -51,11 +55,11 @@ class DesignatedArea(Policy):
         held = known & self.area.in_area[pos]
         mapped = np.zeros(len(f.hashes), dtype=bool)
         mapped[idx[held]] = True
-        return mapped, self.area.used, self.area_pages
+        return mapped, int(np.count_nonzero(self.area.in_area & self.own)), self.area_pages
 
 
 def area_pages(area_mib: float) -> int:
-    return int(round(area_mib * PAGES_PER_MIB))
+    return round(area_mib * PAGES_PER_MIB)
 
 
 def _whole_pages(area_mib: float) -> str | None:
@@ -72,7 +76,7 @@ def _label(p: dict) -> str:
 register(PolicyInfo(
     name="dsa", doc="the designated sharing area: disk-read contents shared once, evicted by a rule",
     factory=lambda p, ctx: DesignatedArea(area_pages(p["area_mib"]), p["eviction"], p["admit_zero"],
-                                          ctx.universe, ctx.max_accesses),
+                                          ctx.universe, ctx.max_accesses, ctx.own),
     label=_label, colour="#d62728", order=3, has_area=True,
     params=(
         Param("eviction", str, "", "the area's eviction rule", default=tuple(EVICTIONS), choices=tuple(EVICTIONS)),

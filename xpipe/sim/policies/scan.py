@@ -23,8 +23,13 @@ class Scanner(Policy):
     over the domains present then (a domain that starts later is scanned from its
     first snapshot); "snapshot" starts at the first snapshot, so nothing is merged
     yet at that time.
-    """
 
+    The scan order is every started frame of the mix (domains in mix order, frames
+    in frame order), whatever its content, so a partition's replay visits its own
+    frames exactly when the whole mix's replay does (``Frames.scan_order``). A visit to
+    a frame whose content is another partition's sees a content this partition
+    never holds, which counts as no visit here.
+    """
 
     def __init__(self, pages_per_s: int, start: str):
         super().__init__()
@@ -37,53 +42,57 @@ class Scanner(Policy):
         self._cursor = 0
         self._carry = 0.0
         self._seen: np.ndarray | None = None  # content hash at the last visit
-        self._visited: np.ndarray | None = None
+        self._visited: np.ndarray | None = None  # visited, and the last visit saw a content of this partition
         self._mergeable: np.ndarray | None = None
         self._content: np.ndarray | None = None  # content during the last interval
+        self._prev_present: np.ndarray | None = None
+        self._prev_order: np.ndarray | None = None  # the previous step's scan order, and its length
+        self._prev_started = 0
 
-    def _scan_interval(self, present: np.ndarray, dt: float):
-        """Visit frames for ``dt`` seconds over the content of the previous step."""
+    def _scan_interval(self, present: np.ndarray, order: np.ndarray, started: int, dt: float):
+        """Visit frames for ``dt`` seconds over the content of the previous step: the
+        ``started`` frames in scan order, of which this replay holds those at ``order``."""
         budget = self.rate * dt + self._carry
         visits = int(budget)
         self._carry = budget - visits
-        idx = np.flatnonzero(present)
-        n = len(idx)
+        n = started
         if n == 0 or visits == 0:
             return
         laps, rest = divmod(visits, n)
-        count = np.full(n, laps, dtype=np.int64)
         start = self._cursor % n
         end = start + rest
-        count[start:min(end, n)] += 1
-        if end > n:
-            count[: end - n] += 1
         self._cursor = end % n
+        idx = np.flatnonzero(order >= 0)
+        at = order[idx]
+        count = laps + (((at >= start) & (at < end)) | (at < end - n))  # one more in [start, end) round the order
+        held = present[idx]
         h = self._content[idx]
         repeat = self._visited[idx] & (self._seen[idx] == h)
-        now = (count >= 2) | ((count == 1) & repeat)
+        now = held & ((count >= 2) | ((count == 1) & repeat))
         self._mergeable[idx[now]] = True
         hit = count >= 1
         self._seen[idx[hit]] = h[hit]
-        self._visited[idx[hit]] = True
+        self._visited[idx[hit]] = held[hit]
 
     def step(self, f: Frames) -> Shared:
         n = len(f.hashes)
-        if self._seen is None:
+        if self._prev_present is None:
             self._seen = np.zeros(n, dtype=np.uint64)
             self._visited = np.zeros(n, dtype=bool)
             self._mergeable = np.zeros(n, dtype=bool)
             cow = np.zeros(n, dtype=bool)
             if self.start == "boot":
                 self._content = f.hashes.copy()
-                self._scan_interval(f.present, f.time_s)
+                self._scan_interval(f.present, f.scan_order(), f.started, f.time_s)
         else:
-            self._scan_interval(self._prev_present, f.dt_s)
+            self._scan_interval(self._prev_present, self._prev_order, self._prev_started, f.dt_s)
             merged_before, _ = groups_of_two_or_more(self._content, self._mergeable & self._prev_present)
             cow = merged_before & f.changed
             self._mergeable &= ~f.changed
         # copies: the replay overwrites its frame arrays in place at the next step
         self._content = f.hashes.copy()
         self._prev_present = f.present.copy()
+        self._prev_order, self._prev_started = f.scan_order(), f.started
         mapped, groups = groups_of_two_or_more(f.hashes, self._mergeable & f.present)
         return Shared(mapped, groups, 0, cow)
 
