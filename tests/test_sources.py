@@ -123,7 +123,7 @@ def test_import_is_cheap():
     ({"manifest": DEFAULT, "record": "busybox"},
      r"captures\.x: expected exactly one of .*; got manifest, record"),
     ({"record": "nope"}, r"captures\.x\.record: expected one of the presets default, busybox, busybox-long, kdump, "
-                         r"got 'nope'"),
+                         r"servers, servers-small, got 'nope'"),
     ({"manifest": 3}, r"captures\.x\.manifest: expected a string, got 3"),
     ({"synthetic": {"sed": 1}}, r"captures\.x\.synthetic\.sed: unknown key"),
     ({"synthetic": {"workloads": ["a"], "domains_per_workload": [1, 2]}},
@@ -139,3 +139,16 @@ def test_bad_manifest_stops_at_construction(tmp_path):
     (tmp_path / "manifest.yaml").write_text("format: xpipe-capture/0\ndomains: []\n")
     with pytest.raises(InputError, match=r"manifest\.yaml, format: expected 'xpipe-capture/1'"):
         capture_source("x", {"manifest": str(tmp_path / "manifest.yaml")})
+
+
+def test_a_recorded_server_capture_has_a_disk_per_release():
+    """Server guests of two releases read two images: each domain names its own."""
+    src = capture_source("srv", {"record": "servers-small"})
+    from xpipe.capture.spec import preset
+
+    spec = preset("servers-small")
+    releases = {d.id: d.release or spec.release or "bookworm" for d in spec.domains}
+    assert src.disks() == sorted({f"server-{r}" for r in releases.values()})
+    assert len(src.disks()) == 2
+    for d, release in releases.items():
+        assert src.domain_disk(d) == f"server-{release}"

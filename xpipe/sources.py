@@ -120,22 +120,22 @@ class OnDisk(CaptureSource):
 
 
 class _MadeByWorkflow(CaptureSource):
-    """A bundle a rule writes: its domains and its one disk are known before it exists, and
+    """A bundle a rule writes: its domains and their disks are known before it exists, and
     stage 1 depends only on its manifest (written last, so it names finished files)."""
 
     made_by_workflow = True
     _domains: list[str]
-    _disk: str
+    _domain_disks: dict[str, str]  # domain -> the disk it reads
 
     def domains(self) -> list[str]:
         return list(self._domains)
 
     def disks(self) -> list[str]:
-        return [self._disk]
+        return sorted(set(self._domain_disks.values()))
 
     def domain_disk(self, domain: str) -> str | None:
         self._check_domain(domain)
-        return self._disk
+        return self._domain_disks[domain]
 
     def domain_files(self, domain: str) -> list[str]:
         self._check_domain(domain)
@@ -155,7 +155,7 @@ class Recorded(_MadeByWorkflow):
     def __init__(self, name: str, preset: str):
         super().__init__(name)
         # The preset's spec only: the capture runtime (QEMU, images) is rule capture's.
-        from xpipe.capture.spec import DISK_NAMES, PRESETS
+        from xpipe.capture.spec import PRESETS
         from xpipe.capture.spec import preset as preset_spec
 
         if preset not in PRESETS:
@@ -164,7 +164,7 @@ class Recorded(_MadeByWorkflow):
         self.preset = preset
         spec = preset_spec(preset)  # its spec file, checked: a bad one is an InputError naming it
         self._domains = [d.id for d in spec.domains]
-        self._disk = DISK_NAMES[spec.guest]
+        self._domain_disks = {d.id: spec.disk_of(d) for d in spec.domains}  # server guests: one per release
 
     @property
     def manifest_path(self) -> str:
@@ -180,7 +180,7 @@ class Synthetic(_MadeByWorkflow):
         super().__init__(name)
         self.spec = _synthetic_spec(name, params)
         self._domains = domain_ids(self.spec)
-        self._disk = DISK
+        self._domain_disks = dict.fromkeys(self._domains, DISK)
 
     @property
     def manifest_path(self) -> str:

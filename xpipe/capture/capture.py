@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 def run_capture(spec: CaptureSpec, out: Path, keep_raw: bool = False, compress: bool = True) -> Path:
     """Capture ``spec`` into bundle folder ``out``; returns the manifest path."""
     spec.validate()
+    if spec.guest == "server":  # one image per release: xpipe.capture.servers runs those
+        from xpipe.capture.servers import run_server_capture
+
+        return run_server_capture(spec, out, keep_raw, compress)
     image = guest_image(spec.guest)
     out.mkdir(parents=True, exist_ok=True)
     work = make_scratch("xpipe-capture")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from xpipe.capture.errors import CaptureError
 from xpipe.capture.host import find_kernel
 from xpipe.capture.initramfs import busybox_data_disk, busybox_initramfs
 from xpipe.capture.rootfs import debian_image
@@ -30,6 +31,12 @@ class GuestImage:
 
 def guest_image(kind: str) -> GuestImage:
     """Build (or take from the cache) everything a guest of ``kind`` boots from."""
+    if kind == "server":
+        # Each release boots its own kernel from its own disk: one GuestImage cannot describe that.
+        raise CaptureError(
+            "server guests boot one image per release; capture them with "
+            "`python -m xpipe.capture.servers capture --spec FILE -o DIR` (xpipe.capture.servers)"
+        )
     kernel = find_kernel()
     if kind == "debian":
         return GuestImage(kind, DISK_NAMES[kind], kernel.vmlinuz, kernel.initrd, debian_image())

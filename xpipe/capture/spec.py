@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xpipe.capture.errors import CaptureError
-from xpipe.capture.workloads import BUSYBOX_WORKLOADS, DEBIAN_WORKLOADS
+from xpipe.capture.workloads import BUSYBOX_WORKLOADS, DEBIAN_WORKLOADS, SERVER_WORKLOADS
 from xpipe.errors import InputError
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -25,16 +25,20 @@ PRESET_DIR = _ROOT / "config" / "captures"
 #: The JSON Schema every spec file is checked against.
 SCHEMA = _ROOT / "workflow" / "schemas" / "capture.schema.yaml"
 
-GUEST_KINDS = ("debian", "busybox")
-#: The releases each guest kind can be built from (debian: xpipe.capture.rootfs.SUITE).
-RELEASES = {"debian": ("bookworm",), "busybox": ()}
+GUEST_KINDS = ("debian", "busybox", "server")
+#: The releases each guest kind can be built from (debian: xpipe.capture.rootfs.SUITE; server:
+#: xpipe.capture.servers.SERVER_RELEASES, the first the default, and per domain too).
+RELEASES = {"debian": ("bookworm",), "busybox": (), "server": ("bookworm", "trixie")}
+#: The workloads of each guest kind (xpipe/capture/workloads.py).
+WORKLOADS = {"debian": DEBIAN_WORKLOADS, "busybox": BUSYBOX_WORKLOADS, "server": SERVER_WORKLOADS}
 #: How a snapshot's memory lands in the bundle: page hashes of a pmemsave dump (compact
 #: `pages` files), the same with each snapshot after a guest's first stored as the frames
 #: that changed since the one before when that is smaller (`delta` files), or QEMU's own
 #: kdump-compressed dump kept whole (`kdump` snapshots).
 SNAPSHOT_FORMATS = ("pages", "delta", "kdump-zlib")
-#: The disk each guest kind reads, by its name under `disks` in the manifest (debian: rootfs.SUITE).
-DISK_NAMES = {"debian": "bookworm", "busybox": "busybox-data"}
+#: The disk each guest kind reads, by its name under `disks` in the manifest (debian: rootfs.SUITE;
+#: server: one disk per release, server-RELEASE, this the default release's).
+DISK_NAMES = {"debian": "bookworm", "busybox": "busybox-data", "server": "server-bookworm"}
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -51,6 +55,7 @@ class DomainSpec:
     id: str
     workload: str
     memory_mib: int
+    release: str | None = None  # server guests only: this domain's release (default: the spec's)
 
 
 @dataclass
@@ -63,6 +68,12 @@ class CaptureSpec:
     description: str = ""
     snapshot_format: str = "pages"  # one of SNAPSHOT_FORMATS
     release: str | None = None  # one of RELEASES[guest]; None: the first (debian: bookworm)
+
+    def disk_of(self, d: DomainSpec) -> str:
+        """The manifest name of the disk domain ``d`` reads: its release's image for server guests."""
+        if self.guest == "server":
+            return f"server-{d.release or self.release or RELEASES['server'][0]}"
+        return DISK_NAMES[self.guest]
 
     def validate(self, source: str = "capture spec") -> None:
         """SpecError ``(source, key, expected)`` unless this can be captured; ``source`` names
@@ -77,7 +88,7 @@ class CaptureSpec:
         if self.release is not None and self.release not in releases:
             fail("release", (f"expected one of {', '.join(releases)}" if releases
                              else f"expected no release for {self.guest} guests") + f", got {self.release!r}")
-        workloads = DEBIAN_WORKLOADS if self.guest == "debian" else BUSYBOX_WORKLOADS
+        workloads = WORKLOADS[self.guest]
         if not self.domains:
             fail("domains", "no domains to capture")
         seen = set()
@@ -88,6 +99,10 @@ class CaptureSpec:
             if d.id in seen:
                 fail(f"{at}.id", f"domain id {d.id!r} appears twice")
             seen.add(d.id)
+            if d.release is not None and (self.guest != "server" or d.release not in releases):
+                fail(f"{at}.release", (f"domain {d.id}: expected one of {', '.join(releases)}" if self.guest == "server"
+                                       else f"domain {d.id}: only server guests have a release per domain")
+                     + f", got {d.release!r}")
             if d.workload not in workloads:
                 fail(f"{at}.workload", f"domain {d.id}: unknown {self.guest} workload {d.workload!r}; "
                                        f"expected one of {', '.join(sorted(workloads))}")
@@ -147,7 +162,7 @@ def load_spec(path: str | Path) -> CaptureSpec:
                                float(raw["start_s"]) if "start_s" in raw else None)
     spec = CaptureSpec(
         guest=raw["guest"],
-        domains=[DomainSpec(d["id"], d["workload"], d["memory_mib"]) for d in raw["domains"]],
+        domains=[DomainSpec(d["id"], d["workload"], d["memory_mib"], d.get("release")) for d in raw["domains"]],
         times_s=times,
         batch_size=raw["batch_size"],
         boot_timeout_s=float(raw["boot_timeout_s"]),

@@ -11,6 +11,8 @@ so the flags and the memory dump describe the same moment to within a second.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 #: Block size the agent uses for the kpageflags copy; slots on the flags disk are multiples of it.
 KPF_BLOCK = 65536
 
@@ -194,3 +196,228 @@ def busybox_run_script(workload: str, modules: list[str]) -> str:
         "mount -t ext4 -o ro /dev/vda /mnt || log 'mount of /dev/vda failed'\n"
         f"start_workload /bin/sh /xpipe/work-{workload}\nserve\n"
     )
+
+
+# -- the server guest kind (xpipe.capture.servers) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerWorkload:
+    """A server and its load generator, both Debian packages, in the same guest on loopback.
+
+    ``units`` are the Debian service units started for it (``systemd.wants=`` on the kernel
+    command line; every service is disabled in the image). ``ready`` is a shell test that
+    succeeds once the server answers; ``prepare`` runs once after that; each ``round``
+    drives the server for a while and prints one line of the load generator's result
+    (its exit status says whether the server answered).
+    """
+
+    about: str
+    units: tuple[str, ...]
+    ready: str
+    prepare: str
+    round: str
+
+
+SERVER_WORKLOADS: dict[str, ServerWorkload] = {
+    "postgres": ServerWorkload(
+        about="PostgreSQL under pgbench (TPC-B like, scale 5, 4 clients)",
+        units=("postgresql.service",),
+        ready="runuser -u postgres -- pg_isready -q",
+        prepare="runuser -u postgres -- pgbench -i -q -s 5 postgres",
+        round=r"""
+out=$(runuser -u postgres -- pgbench -n -c 4 -j 1 -T 10 postgres 2>&1) || { echo "$out"; return 1; }
+echo "$out" | grep -E '^(tps|number of transactions actually processed)' | tr '\n' ' '
+""",
+    ),
+    "nginx": ServerWorkload(
+        about="nginx serving the files of /usr/share/doc under wrk (random paths) and ab",
+        units=("nginx.service",),
+        ready="ab -q -n 1 http://127.0.0.1/ > /dev/null 2>&1",
+        prepare=r"""
+ln -sfn /usr/share/doc /var/www/html/doc
+cd /usr/share && find doc -type f | sort | sed 's|^|/|' > /run/xpipe/paths
+cat > /run/xpipe/random.lua <<'LUA'
+local paths = {}
+for line in io.lines("/run/xpipe/paths") do paths[#paths + 1] = line end
+math.randomseed(1)
+request = function() return wrk.format("GET", paths[math.random(#paths)]) end
+LUA
+""",
+        round=r"""
+w=$(wrk -t1 -c8 -d15s -s /run/xpipe/random.lua http://127.0.0.1/ 2>&1) || { echo "$w"; return 1; }
+a=$(ab -q -n 2000 -c 4 http://127.0.0.1/ 2>&1) || { echo "$a"; return 1; }
+echo "wrk: $(echo "$w" | grep -E 'requests in|Requests/sec' | tr -s ' \n' ' ')"\
+     "ab: $(echo "$a" | grep -E 'Requests per second|Failed requests' | tr -s ' \n' ' ')"
+""",
+    ),
+    "redis": ServerWorkload(
+        about="Redis under redis-benchmark (100k keys, 256-byte values, 10 clients)",
+        units=("redis-server.service",),
+        ready="redis-cli ping 2>/dev/null | grep -q PONG",
+        prepare="",
+        round=r"""
+out=$(redis-benchmark -q -n 5000 -c 10 -r 100000 -d 256 -t set,get,lpush,lpop 2>&1) \
+    || { echo "$out"; return 1; }
+echo "$out" | tr '\r' '\n' | grep 'requests per second' | sed 's/, p50.*//' | tr '\n' ' '
+""",
+    ),
+    "memcached": ServerWorkload(
+        about="memcached under memaslap (libmemcached-tools; 90% get, 10% set)",
+        units=("memcached.service",),
+        ready="memcstat --servers=127.0.0.1 > /dev/null 2>&1",
+        prepare="",
+        round=r"""
+slap=$(command -v memaslap || command -v memcaslap) || { echo "no memaslap"; return 1; }
+out=$($slap -s 127.0.0.1:11211 -T 1 -c 16 -t 15s 2>&1) || { echo "$out"; return 1; }
+echo "$out" | grep -E '^(Run time|TPS|Get|Set)' | tr -s ' \n' ' '
+""",
+    ),
+    "mariadb": ServerWorkload(
+        about="MariaDB under sysbench oltp_read_write (4 tables of 10000 rows, 4 threads)",
+        units=("mariadb.service",),
+        ready="mariadb-admin ping --silent > /dev/null 2>&1",
+        prepare=r"""
+mariadb -e 'create database if not exists sbtest'
+sysbench oltp_read_write $SB_OPTS prepare > /dev/null
+""",
+        round=r"""
+out=$(sysbench oltp_read_write $SB_OPTS --threads=4 --time=15 run 2>&1) || { echo "$out"; return 1; }
+echo "$out" | grep -E '(transactions|queries):' | tr -s ' \n' ' '
+""",
+    ),
+    "idle": ServerWorkload(
+        about="an idle server: systemd, journald, udev, cron and the agent only",
+        units=(),
+        ready="true",
+        prepare="",
+        round="sleep 60; echo idle",
+    ),
+}
+
+#: Environment of every workload script of the server guest.
+_SERVER_ENV = r"""
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/root
+SB_OPTS="--db-driver=mysql --mysql-socket=/run/mysqld/mysqld.sock --mysql-user=root --tables=4 --table-size=10000"
+W=$(sed -n 's/.*xpipe\.workload=\([^ ]*\).*/\1/p' /proc/cmdline)
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+"""
+
+
+def server_workload_script(name: str) -> str:
+    """``/xpipe/workloads/<name>``: the shell functions ready, prepare and round of one workload."""
+    w = SERVER_WORKLOADS[name]
+    return (
+        f"# {w.about}\n"
+        f"ready() {{\n{w.ready.strip()}\n}}\n"
+        f"prepare() {{\n{w.prepare.strip() or 'true'}\n}}\n"
+        f"round() {{\n{w.round.strip()}\n}}\n"
+    )
+
+
+#: ``/xpipe/server``: ``server ready`` waits until the workload's server answers (unit
+#: xpipe-ready); ``server load`` runs its load generator in rounds (unit xpipe-load).
+SERVER_SH = (
+    "#!/bin/sh\n" + _SERVER_ENV + r"""
+[ -n "$W" ] || { echo "xpipe: no xpipe.workload= on the kernel command line"; exit 1; }
+. "/xpipe/workloads/$W"
+mkdir -p /run/xpipe
+case "$1" in
+ready)
+    until ready; do sleep 1; done
+    echo "xpipe-server $W ready at $(uptime_s)"
+    ;;
+load)
+    cd /run/xpipe
+    prepare || echo "xpipe-load $W prepare failed"
+    echo "xpipe-load $W prepared at $(uptime_s)"
+    i=0
+    while :; do
+        i=$((i + 1))
+        if out=$(round 2>&1); then
+            echo "xpipe-load $W round $i ok at $(uptime_s): $out"
+        else
+            echo "xpipe-load $W round $i failed at $(uptime_s): $(echo "$out" | tail -n 3 | tr '\n' ' ')"
+            sleep 5
+        fi
+    done
+    ;;
+*) echo "usage: server ready|load"; exit 2 ;;
+esac
+"""
+)
+
+#: ``/xpipe/agent`` (unit xpipe-agent, after xpipe-ready): says who booted, then serves the
+#: host's snapshot requests exactly as the other guest kinds do (COMMON_SH's serve).
+SERVER_AGENT_SH = (
+    "#!/bin/sh\n" + _SERVER_ENV + ". /xpipe/common.sh\n" + r"""
+. /etc/os-release
+log "agent pid1=$(cat /proc/1/comm) kernel=$(uname -r) os=$ID-$VERSION_CODENAME workload=$W ready=$(uptime_s)"
+serve
+"""
+)
+
+#: ``/xpipe/overlay-init``, the kernel's ``init=``: the root disk stays read-only (so the image's
+#: block hashes are what the guest reads); writes go to a tmpfs overlaid on it; then systemd
+#: becomes PID 1 (exec keeps the PID).
+SERVER_OVERLAY_INIT = r"""#!/bin/sh
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+[ -e /proc/self ] || mount -t proc proc /proc
+[ -d /sys/kernel ] || mount -t sysfs sysfs /sys
+[ -e /dev/null ] || mount -t devtmpfs devtmpfs /dev
+fail() { echo "xpipe overlay-init: $*; starting systemd on the read-only root" > /dev/console; exec /sbin/init; }
+modprobe overlay || fail "modprobe overlay failed"
+mount -t tmpfs -o mode=0755 xpipe-rw /xpipe/rw || fail "tmpfs"
+mkdir -p /xpipe/rw/upper /xpipe/rw/work /xpipe/rw/root
+mount -t overlay -o lowerdir=/,upperdir=/xpipe/rw/upper,workdir=/xpipe/rw/work overlay /xpipe/rw/root \
+    || fail "overlay mount failed"
+for m in /dev /proc /sys /run; do
+    mountpoint -q "$m" && mount --move "$m" "/xpipe/rw/root$m"
+done
+cd /xpipe/rw/root
+pivot_root . xpipe/lower || fail "pivot_root failed"
+exec /sbin/init
+"""
+
+#: Systemd units of the server guest, by file name under /etc/systemd/system.
+SERVER_UNITS: dict[str, str] = {
+    "xpipe-ready.service": """[Unit]
+Description=xpipe: wait until the workload's server answers
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/xpipe/server ready
+TimeoutStartSec=infinity
+StandardOutput=journal+console
+
+[Install]
+WantedBy=multi-user.target
+""",
+    "xpipe-load.service": """[Unit]
+Description=xpipe: the workload's load generator
+Requires=xpipe-ready.service
+After=xpipe-ready.service
+
+[Service]
+ExecStart=/xpipe/server load
+StandardOutput=journal+console
+StandardError=journal+console
+
+[Install]
+WantedBy=multi-user.target
+""",
+    "xpipe-agent.service": """[Unit]
+Description=xpipe: snapshot agent (kpageflags to the second disk on the host's request)
+Wants=xpipe-ready.service
+After=xpipe-ready.service
+
+[Service]
+ExecStart=/xpipe/agent
+StandardOutput=journal+console
+StandardError=journal+console
+
+[Install]
+WantedBy=multi-user.target
+""",
+}

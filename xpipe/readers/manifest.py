@@ -46,7 +46,8 @@ _ID = re.compile(r"[A-Za-z0-9_.-]+")  # fullmatch: "a\n" is no id
 #: snapshot also holds exactly one of SNAPSHOT_KINDS (its kind).
 TOP_KEYS = ("format", "synthetic", "description", "page_size", "hash_kind", "disks", "domains")
 DISK_KEYS = ("block_hashes", "image", "size_bytes")
-DOMAIN_KEYS = ("id", "workload", "memory_mib", "disk", "reads", "reads_start_epoch_s", "console", "snapshots")
+DOMAIN_KEYS = ("id", "workload", "memory_mib", "disk", "os", "reads", "reads_start_epoch_s", "console",
+               "snapshots")
 SNAPSHOT_KEYS = ("time_s", "kpageflags", "taken_at_s", "guest_uptime_s", "raw_dump")  # + the kinds
 
 
@@ -77,6 +78,8 @@ class Domain:
     reads_format: str = "qemu-blk"  # a key of READ_TRACE_READERS
     #: which of a shared trace's requests are this domain's (FIU: device "major:minor", process)
     reads_select: tuple[tuple[str, str], ...] = ()
+    #: informational: the guest's operating system, e.g. "debian trixie, linux 6.12.57+deb13-amd64"
+    os: str | None = None
 
 
 @dataclass(frozen=True)
@@ -313,6 +316,7 @@ def load_manifest(path: str | Path) -> Manifest:
                 snapshots=tuple(snaps),
                 reads_format=reads_format,
                 reads_select=select,
+                os=r.get(d, "os", where, str, required=False),
             )
         )
     _check_kpageflags_files(r, snapshot_files)

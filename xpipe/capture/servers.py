@@ -1,0 +1,368 @@
+"""The ``server`` guest kind: Debian booted the way a server boots.
+
+Per release (bookworm, trixie) one root file system is built with
+``debootstrap --variant=minbase`` from Debian's packages: systemd as init, udev,
+cron, the release's own kernel (linux-image-amd64) and every server and load
+generator of :data:`xpipe.capture.workloads.SERVER_WORKLOADS`, all disabled; the
+guest's kernel command line picks which one runs. The tree is cached by release
+and package list, packed with mkfs.ext4 -d like the ``debian`` kind, and the
+release's own vmlinuz and initrd are copied out next to the image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xpipe.capture.errors import CaptureError
+from xpipe.capture.ext4 import pack_ext4
+from xpipe.capture.host import cache_dir, make_scratch, qemu_version, require_tool
+from xpipe.capture.workloads import (
+    COMMON_SH,
+    SERVER_AGENT_SH,
+    SERVER_OVERLAY_INIT,
+    SERVER_SH,
+    SERVER_UNITS,
+    SERVER_WORKLOADS,
+    server_workload_script,
+)
+
+log = logging.getLogger("xpipe.capture.servers")  # also when run as __main__
+
+#: Releases a server guest can be built from; the first is the default.
+SERVER_RELEASES = ("bookworm", "trixie")
+#: Packages on top of minbase, in every release: the boot (systemd, udev, cron, the
+#: release's kernel) and the servers with their load generators.
+BASE_PACKAGES = ("systemd-sysv", "udev", "linux-image-amd64", "kmod", "procps", "iproute2", "cron")
+SERVICE_PACKAGES = (
+    "postgresql",
+    "redis-server", "redis-tools",
+    "nginx", "wrk", "apache2-utils",
+    "memcached", "libmemcached-tools",
+    "mariadb-server", "sysbench",
+)
+PACKAGES = BASE_PACKAGES + SERVICE_PACKAGES
+
+
+#: Kernel options of every server guest (the root disk is attached read-only; see SERVER_OVERLAY_INIT).
+SERVER_APPEND = "console=ttyS0 init_on_free=1 panic=1 root=/dev/vda ro rootfstype=ext4 init=/xpipe/overlay-init"
+#: Free space left in the image beyond its files (the guest never writes to it).
+SLACK_BYTES = 64 << 20
+
+
+def _digest(*parts: str) -> str:
+    from xpipe.capture.rootfs import _digest as digest
+
+    return digest(*parts)
+
+
+def disk_name(release: str) -> str:
+    """The image's name under ``disks`` in the manifest."""
+    return f"server-{release}"
+
+
+def server_append(workload: str) -> str:
+    """Kernel command line of a server guest running ``workload``: the workload's units are
+    pulled in with ``systemd.wants=``; the xpipe units read ``xpipe.workload=``."""
+    wants = "".join(f" systemd.wants={u}" for u in SERVER_WORKLOADS[workload].units)
+    return f"{SERVER_APPEND} xpipe.workload={workload}{wants}"
+
+
+def server_tree(release: str, root: Path | None = None) -> Path:
+    """debootstrap tree of ``release``, built once per package list."""
+    if release not in SERVER_RELEASES:
+        raise CaptureError(f"unknown server release {release!r}; expected one of {', '.join(SERVER_RELEASES)}")
+    root = root or cache_dir()
+    tree = root / f"server-debootstrap-{release}-{_digest(release, *PACKAGES)}"
+    if (tree / ".complete").exists():
+        return tree
+    debootstrap = require_tool("debootstrap")
+    if os.geteuid() != 0:
+        raise CaptureError("building the server guest image needs root (debootstrap)")
+    if tree.exists():
+        shutil.rmtree(tree)
+    log.info("debootstrap %s into %s (a few minutes, once)", release, tree)
+    cmd = [debootstrap, "--variant=minbase", f"--include={','.join(PACKAGES)}", release, str(tree)]
+    mirror = os.environ.get("XPIPE_DEBIAN_MIRROR")
+    if mirror:
+        cmd.append(mirror)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+        raise CaptureError(f"debootstrap {release} failed (exit {proc.returncode}):\n{tail}")
+    for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for f in (tree / sub).glob("*"):
+            if f.is_file():
+                f.unlink()
+    (tree / ".complete").touch()
+    return tree
+
+
+def _guest_files() -> dict[str, tuple[str, int]]:
+    """Files xpipe adds to the tree: path -> (text, mode)."""
+    files = {
+        "xpipe/common.sh": (COMMON_SH, 0o644),
+        "xpipe/server": (SERVER_SH, 0o755),
+        "xpipe/agent": (SERVER_AGENT_SH, 0o755),
+        "xpipe/overlay-init": (SERVER_OVERLAY_INIT, 0o755),
+        "etc/hostname": ("server\n", 0o644),
+    }
+    for name in SERVER_WORKLOADS:
+        files[f"xpipe/workloads/{name}"] = (server_workload_script(name), 0o644)
+    for unit, text in SERVER_UNITS.items():
+        files[f"etc/systemd/system/{unit}"] = (text, 0o644)
+    return files
+
+
+def _install(tree: Path) -> None:
+    """Put xpipe's scripts and units into ``tree``; disable every workload service (the kernel
+    command line starts the one a guest runs) and the serial getty (it would hide the console)."""
+    xdir = tree / "xpipe"
+    if xdir.exists():
+        shutil.rmtree(xdir)
+    for sub in ("rw", "lower", "workloads"):
+        (xdir / sub).mkdir(parents=True)
+    for rel, (text, mode) in _guest_files().items():
+        path = tree / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(mode)
+    etc = tree / "etc/systemd/system"
+    services = {u for w in SERVER_WORKLOADS.values() for u in w.units}
+    for wants in etc.glob("*.wants"):
+        for link in wants.iterdir():
+            if link.name in services or link.name.startswith("xpipe-"):
+                link.unlink()
+    mu = etc / "multi-user.target.wants"
+    mu.mkdir(exist_ok=True)
+    for unit in SERVER_UNITS:
+        (mu / unit).symlink_to(f"/etc/systemd/system/{unit}")
+    getty = etc / "serial-getty@ttyS0.service"
+    getty.unlink(missing_ok=True)
+    getty.symlink_to("/dev/null")
+    # As systemd-update-done leaves them after a first boot: /etc and /var are up to date with
+    # /usr, so every boot is a normal one (no ldconfig, catalog or sysusers rebuild first).
+    usr_ns = (tree / "usr").stat().st_mtime_ns
+    for d in ("etc", "var"):
+        done = tree / d / ".updated"
+        done.write_text("# This file was created by systemd-update-done. Its only\n"
+                        "# purpose is to hold a timestamp of the time this directory\n"
+                        "# was updated. See man:systemd-update-done.service(8).\n"
+                        f"TIMESTAMP_NSEC={usr_ns}\n")
+        os.utime(done, ns=(usr_ns, usr_ns))
+
+
+def _du_bytes(tree: Path) -> int:
+    from xpipe.capture.rootfs import _du_bytes as du
+
+    return du(tree)
+
+
+@dataclass(frozen=True)
+class ServerImage:
+    """What a server guest of one release boots from: the release's own kernel and initrd
+    (copied out of its tree) and the root disk image."""
+
+    release: str
+    disk_name: str
+    kernel: Path
+    initrd: Path
+    root_disk: Path
+    kernel_version: str
+
+    @property
+    def os(self) -> str:
+        """The manifest's informational ``os`` of a domain booted from this image."""
+        return f"debian {self.release}, linux {self.kernel_version}"
+
+    def append(self, workload: str) -> str:
+        return server_append(workload)
+
+
+def server_image(release: str, root: Path | None = None) -> ServerImage:
+    """The cached server image of ``release`` (built if missing: debootstrap once per package
+    list, then xpipe's files and mkfs.ext4 -d whenever they change)."""
+    from xpipe.capture.rootfs import ROOT_HASH_SEED, ROOT_UUID
+
+    root = root or cache_dir()
+    # The files xpipe adds and how it adds them: editing either repacks the image.
+    files = "".join(f"{k}\0{m}\0{t}\0" for k, (t, m) in sorted(_guest_files().items()))
+    files += inspect.getsource(_install)
+    stem = f"server-{release}-{_digest(release, *PACKAGES, files, 'ext4 -b 4096')}"
+    image = root / f"{stem}.img"
+    kernel, initrd = root / f"{stem}.vmlinuz", root / f"{stem}.initrd"
+    version_file = root / f"{stem}.version"
+    if not (image.exists() and kernel.exists() and initrd.exists() and version_file.exists()):
+        tree = server_tree(release, root)
+        kernels = sorted((tree / "boot").glob("vmlinuz-*"))
+        if len(kernels) != 1:
+            raise CaptureError(f"{tree}/boot: expected one vmlinuz-*, found {[k.name for k in kernels]}")
+        version = kernels[0].name[len("vmlinuz-"):]
+        if not (tree / "boot" / f"initrd.img-{version}").is_file():
+            raise CaptureError(f"{tree}/boot: no initrd.img-{version}")
+        _install(tree)
+        size_mib = (int(_du_bytes(tree) * 1.25) + SLACK_BYTES) // (1 << 20) + 1
+        tmp = image.with_suffix(".tmp")
+        t0 = time.monotonic()
+        log.info("packing %s (%d MiB) with mkfs.ext4 -d", image.name, size_mib)
+        pack_ext4(tree, tmp, size_mib, ROOT_UUID, ROOT_HASH_SEED, label="xpipe-root")
+        log.info("packed in %.0f s", time.monotonic() - t0)
+        shutil.copyfile(kernels[0], kernel)
+        shutil.copyfile(tree / "boot" / f"initrd.img-{version}", initrd)
+        version_file.write_text(version + "\n")
+        tmp.rename(image)
+        for stale in root.glob(f"server-{release}-*"):  # older scripts' images: 1.5 GB each
+            if stale.is_file() and stale.name.split(".")[0] != stem:
+                stale.unlink()
+    return ServerImage(release, disk_name(release), kernel, initrd, image, version_file.read_text().strip())
+
+
+# -- capture ---------------------------------------------------------------------------------
+
+
+def domain_release(spec, d) -> str:
+    """The release domain ``d`` of server spec ``spec`` boots: its own, else the spec's, else the first."""
+    return d.release or spec.release or SERVER_RELEASES[0]
+
+
+def run_server_capture(spec, out: Path, keep_raw: bool = False, compress: bool = True) -> Path:
+    """Capture server spec ``spec`` into bundle folder ``out`` (as xpipe.capture.run_capture does
+    for the other kinds, with one disk per release); returns the manifest path."""
+    from xpipe.bundle import write_manifest
+    from xpipe.capture.capture import _write_disk
+
+    spec.validate()
+    if spec.guest != "server":
+        raise CaptureError(f"run_server_capture captures server specs, not {spec.guest!r}")
+    releases = list(dict.fromkeys(domain_release(spec, d) for d in spec.domains))
+    images = {r: server_image(r) for r in releases}
+    out.mkdir(parents=True, exist_ok=True)
+    work = make_scratch("xpipe-capture")
+    try:
+        disks = {images[r].disk_name: _write_disk(images[r], out, compress) for r in releases}
+        domains: list[dict[str, Any]] = []
+        batches = [spec.domains[i: i + spec.batch_size] for i in range(0, len(spec.domains), spec.batch_size)]
+        for b, batch in enumerate(batches, start=1):
+            log.info("batch %d/%d: %s", b, len(batches), ", ".join(d.id for d in batch))
+            domains += _run_batch(spec, images, batch, out, work, keep_raw, compress)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    kernels = ", ".join(f"{r}: {images[r].kernel_version}" for r in releases)
+    path = write_manifest(
+        out,
+        synthetic=False,
+        description=f"{spec.description}. Server guests (systemd as init), each release booting its own "
+        f"kernel ({kernels}); {qemu_version()}; snapshot times count from QEMU's start.",
+        disks=disks,
+        domains=domains,
+    )
+    log.info("wrote %s (%d domains, %d snapshots each)", path, len(domains), len(spec.times_s))
+    return path
+
+
+def _run_batch(spec, images: dict[str, ServerImage], batch, out: Path, work: Path, keep_raw: bool,
+               compress: bool) -> list[dict[str, Any]]:
+    """One batch of guests, each booted from the image of its own release (else as
+    xpipe.capture.capture._run_batch)."""
+    from xpipe.bundle import relative, write_compact
+    from xpipe.capture.capture import _snapshot_all
+    from xpipe.capture.guest import Guest, GuestConfig
+
+    imgs = [images[domain_release(spec, d)] for d in batch]
+    guests = [
+        Guest(GuestConfig(d.id, d.memory_mib, im.kernel, im.initrd, im.append(d.workload), im.root_disk,
+                          len(spec.times_s), work / d.id))
+        for d, im in zip(batch, imgs)
+    ]
+    snaps: dict[str, list[dict[str, Any]]] = {d.id: [] for d in batch}
+    previous: dict[str, np.ndarray] = {}
+    try:
+        for g, d, im in zip(guests, batch, imgs):
+            log.info("%s: booting %s on %s (%d MiB, linux %s)", g.name, d.workload, im.release,
+                     g.cfg.memory_mib, im.kernel_version)
+            g.start()
+        for g in guests:
+            uptime = g.wait_ready(spec.boot_timeout_s)
+            log.info("%s: up after %.1f s (guest uptime %.1f s)", g.name, g.elapsed_s(), uptime)
+        for i, t in enumerate(spec.times_s):
+            wait = max(t - g.elapsed_s() for g in guests)
+            if wait > 0:
+                if wait > 5:
+                    log.info("workloads running; snapshot %d/%d at %.0f s in %.0f s", i + 1, len(spec.times_s),
+                             t, wait)
+                time.sleep(wait)
+            elif wait < -1:
+                log.warning("snapshot %d taken %.1f s late (guests too slow)", i, -wait)
+            entries = _snapshot_all(guests, i, t, out, work, keep_raw, compress, len(spec.times_s),
+                                    spec.snapshot_format, previous)
+            for g, entry in zip(guests, entries):
+                snaps[g.name].append(entry)
+    finally:
+        for g in guests:
+            g.stop()
+    result = []
+    for d, g, im in zip(batch, guests, imgs):
+        reads = g.root_reads()
+        reads_path = write_compact(out / d.id / "reads.log", "".join(line + "\n" for line in reads).encode(),
+                                   compress)
+        console = write_compact(out / d.id / "console.log", g.console.read_bytes(), compress)
+        log.info("%s: %d root-disk reads logged", d.id, len(reads))
+        result.append({
+            "id": d.id,
+            "workload": d.workload,
+            "memory_mib": d.memory_mib,
+            "disk": im.disk_name,
+            "os": im.os,
+            "reads": relative(reads_path, out),
+            "reads_start_epoch_s": round(g.start_epoch_s, 6),
+            "console": relative(console, out),
+            "snapshots": snaps[d.id],
+        })
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m xpipe.capture.servers capture --spec FILE -o DIR`` or ``... build RELEASE``."""
+    from xpipe.capture.commands import _run
+
+    p = argparse.ArgumentParser(prog="python -m xpipe.capture.servers",
+                                description="Build server guest images; capture server specs.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build (or find in the cache) the image of each release given")
+    b.add_argument("releases", nargs="+", choices=SERVER_RELEASES)
+    c = sub.add_parser("capture", help="capture a server spec file into a bundle folder")
+    c.add_argument("--spec", type=Path, required=True)
+    c.add_argument("-o", "--output", type=Path, required=True)
+    c.add_argument("--keep-raw", action="store_true")
+    c.add_argument("--no-gzip", action="store_true")
+    for q in (b, c):
+        q.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+
+    def build(a: argparse.Namespace) -> int:
+        for r in a.releases:
+            im = server_image(r)
+            print(f"{r}: {im.root_disk} (linux {im.kernel_version})")
+        return 0
+
+    def capture(a: argparse.Namespace) -> int:
+        from xpipe.capture.spec import load_spec
+
+        print(run_server_capture(load_spec(a.spec), a.output, keep_raw=a.keep_raw, compress=not a.no_gzip))
+        return 0
+
+    return _run(build if args.cmd == "build" else capture, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
