@@ -39,23 +39,29 @@ def _digest(*parts: str) -> str:
 
 def _tree(root: Path) -> Path:
     """debootstrap tree, built once per package list."""
-    tree = root / f"debootstrap-{SUITE}-{_digest(SUITE, *PACKAGES)}"
+    return debootstrap_tree(root / f"debootstrap-{SUITE}-{_digest(SUITE, *PACKAGES)}", SUITE, PACKAGES,
+                            "the Debian guest image")
+
+
+def debootstrap_tree(tree: Path, suite: str, packages, what: str) -> Path:
+    """``tree``: a minbase debootstrap of ``suite`` with ``packages``, unless one is complete
+    there already (the caller names the tree after its package list)."""
     if (tree / ".complete").exists():
         return tree
     debootstrap = require_tool("debootstrap")
     if os.geteuid() != 0:
-        raise CaptureError("building the Debian guest image needs root (debootstrap)")
+        raise CaptureError(f"building {what} needs root (debootstrap)")
     if tree.exists():
         shutil.rmtree(tree)
-    log.info("debootstrap %s into %s (a few minutes, once)", SUITE, tree)
-    cmd = [debootstrap, "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tree)]
+    log.info("debootstrap %s into %s (a few minutes, once)", suite, tree)
+    cmd = [debootstrap, "--variant=minbase", f"--include={','.join(packages)}", suite, str(tree)]
     mirror = os.environ.get("XPIPE_DEBIAN_MIRROR")
     if mirror:
         cmd.append(mirror)
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
-        raise CaptureError(f"debootstrap failed (exit {proc.returncode}):\n{tail}")
+        raise CaptureError(f"debootstrap {suite} failed (exit {proc.returncode}):\n{tail}")
     # Package caches are not part of the guest's working set; keep the image lean.
     for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
         for f in (tree / sub).glob("*"):

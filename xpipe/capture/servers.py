@@ -16,7 +16,6 @@ import inspect
 import logging
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ import numpy as np
 
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.ext4 import pack_ext4
-from xpipe.capture.host import cache_dir, make_scratch, qemu_version, require_tool
+from xpipe.capture.host import cache_dir, make_scratch, qemu_version
+from xpipe.capture.rootfs import debootstrap_tree
 from xpipe.capture.workloads import (
     COMMON_SH,
     SERVER_AGENT_SH,
@@ -83,29 +83,8 @@ def server_tree(release: str, root: Path | None = None) -> Path:
     if release not in SERVER_RELEASES:
         raise CaptureError(f"unknown server release {release!r}; expected one of {', '.join(SERVER_RELEASES)}")
     root = root or cache_dir()
-    tree = root / f"server-debootstrap-{release}-{_digest(release, *PACKAGES)}"
-    if (tree / ".complete").exists():
-        return tree
-    debootstrap = require_tool("debootstrap")
-    if os.geteuid() != 0:
-        raise CaptureError("building the server guest image needs root (debootstrap)")
-    if tree.exists():
-        shutil.rmtree(tree)
-    log.info("debootstrap %s into %s (a few minutes, once)", release, tree)
-    cmd = [debootstrap, "--variant=minbase", f"--include={','.join(PACKAGES)}", release, str(tree)]
-    mirror = os.environ.get("XPIPE_DEBIAN_MIRROR")
-    if mirror:
-        cmd.append(mirror)
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
-        raise CaptureError(f"debootstrap {release} failed (exit {proc.returncode}):\n{tail}")
-    for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        for f in (tree / sub).glob("*"):
-            if f.is_file():
-                f.unlink()
-    (tree / ".complete").touch()
-    return tree
+    return debootstrap_tree(root / f"server-debootstrap-{release}-{_digest(release, *PACKAGES)}", release,
+                            PACKAGES, "the server guest image")
 
 
 def _guest_files() -> dict[str, tuple[str, int]]:
