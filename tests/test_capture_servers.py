@@ -17,7 +17,8 @@ import pytest
 import yaml
 from guests import require
 
-from xpipe.capture.servers import run_server_capture, server_image
+from xpipe.capture import run_capture
+from xpipe.capture.servers import server_image
 from xpipe.capture.spec import CaptureSpec, DomainSpec
 from xpipe.readers.compact import read_bytes, read_u64
 from xpipe.readers.manifest import load_manifest
@@ -41,7 +42,7 @@ def bundle(tmp_path_factory) -> Path:
         description="server capture test",
     )
     out = tmp_path_factory.mktemp("servers")
-    run_server_capture(spec, out)
+    run_capture(spec, out)
     return out
 
 

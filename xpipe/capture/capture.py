@@ -26,34 +26,41 @@ log = logging.getLogger(__name__)
 def run_capture(spec: CaptureSpec, out: Path, keep_raw: bool = False, compress: bool = True) -> Path:
     """Capture ``spec`` into bundle folder ``out``; returns the manifest path."""
     spec.validate()
-    if spec.guest == "server":  # one image per release: xpipe.capture.servers runs those
-        from xpipe.capture.servers import run_server_capture
-
-        return run_server_capture(spec, out, keep_raw, compress)
-    image = guest_image(spec.guest)
+    images, about = _domain_images(spec)
     out.mkdir(parents=True, exist_ok=True)
     work = make_scratch("xpipe-capture")
     try:
-        disk_entry = _write_disk(image, out, compress)
+        disks = {im.disk_name: im for im in images.values()}
+        disk_entries = {name: _write_disk(im, out, compress) for name, im in disks.items()}
         domains: list[dict[str, Any]] = []
         batches = [
             spec.domains[i : i + spec.batch_size] for i in range(0, len(spec.domains), spec.batch_size)
         ]
         for b, batch in enumerate(batches, start=1):
             log.info("batch %d/%d: %s", b, len(batches), ", ".join(d.id for d in batch))
-            domains += _run_batch(spec, image, batch, out, work, keep_raw, compress)
+            domains += _run_batch(spec, images, batch, out, work, keep_raw, compress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     path = write_manifest(
         out,
         synthetic=False,
-        description=f"{spec.description}. Guest kernel {image.kernel.name}; {qemu_version()}; "
-        f"snapshot times count from QEMU's start.",
-        disks={image.disk_name: disk_entry},
+        description=f"{spec.description}. {about}; {qemu_version()}; snapshot times count from QEMU's start.",
+        disks=disk_entries,
         domains=domains,
     )
     log.info("wrote %s (%d domains, %d snapshots each)", path, len(domains), len(spec.times_s))
     return path
+
+
+def _domain_images(spec: CaptureSpec) -> tuple[dict[str, Any], str]:
+    """Each domain's guest image (one per guest kind; server guests: one per release), and
+    what the manifest's description says of them."""
+    if spec.guest == "server":
+        from xpipe.capture.servers import server_images
+
+        return server_images(spec)
+    image = guest_image(spec.guest)
+    return {d.id: image for d in spec.domains}, f"Guest kernel {image.kernel.name}"
 
 
 def _write_disk(image: GuestImage, out: Path, compress: bool) -> dict[str, Any]:
@@ -74,22 +81,24 @@ def dump_hashes(raw: Path, frames: int) -> np.ndarray:
 
 def _run_batch(
     spec: CaptureSpec,
-    image: GuestImage,
+    images: dict[str, Any],
     batch: list[DomainSpec],
     out: Path,
     work: Path,
     keep_raw: bool,
     compress: bool,
 ) -> list[dict[str, Any]]:
+    """Boot ``batch`` side by side, each guest from its domain's image, snapshot them at the
+    spec's times and return their manifest entries."""
     guests = [
         Guest(
             GuestConfig(
                 d.id,
                 d.memory_mib,
-                image.kernel,
-                image.initrd,
-                image.append(d.workload),
-                image.root_disk,
+                images[d.id].kernel,
+                images[d.id].initrd,
+                images[d.id].append(d.workload),
+                images[d.id].root_disk,
                 len(spec.times_s),
                 work / d.id,
             )
@@ -100,9 +109,7 @@ def _run_batch(
     previous: dict[str, np.ndarray] = {}  # each guest's last page hashes: what a delta starts from
     try:
         for g in guests:
-            log.info(
-                "%s: booting (%d MiB, %s)", g.name, g.cfg.memory_mib, image.append(_workload(batch, g.name))
-            )
+            log.info("%s: booting (%d MiB, %s)", g.name, g.cfg.memory_mib, g.cfg.append)
             g.start()
         for g in guests:
             uptime = g.wait_ready(spec.boot_timeout_s)
@@ -111,20 +118,14 @@ def _run_batch(
             wait = max(t - g.elapsed_s() for g in guests)
             if wait > 0:
                 if wait > 5:
-                    log.info(
-                        "workloads running; snapshot %d/%d at %.0f s in %.0f s",
-                        i + 1,
-                        len(spec.times_s),
-                        t,
-                        wait,
-                    )
+                    log.info("workloads running; snapshot %d/%d at %.0f s in %.0f s",
+                             i + 1, len(spec.times_s), t, wait)
                 time.sleep(wait)
             elif wait < -1:
                 log.warning("snapshot %d taken %.1f s late (guests too slow)", i, -wait)
-            for g, entry in zip(
-                guests, _snapshot_all(guests, i, t, out, work, keep_raw, compress, len(spec.times_s),
-                                      spec.snapshot_format, previous)
-            ):
+            entries = _snapshot_all(guests, i, t, out, work, keep_raw, compress, len(spec.times_s),
+                                    spec.snapshot_format, previous)
+            for g, entry in zip(guests, entries):
                 snaps[g.name].append(entry)
     finally:
         for g in guests:
@@ -132,17 +133,18 @@ def _run_batch(
     entries = []
     for d, g in zip(batch, guests):
         reads = g.root_reads()
-        reads_path = write_compact(
-            out / d.id / "reads.log", "".join(l + "\n" for l in reads).encode(), compress
-        )
+        log_text = "".join(line + "\n" for line in reads).encode()
+        reads_path = write_compact(out / d.id / "reads.log", log_text, compress)
         console = write_compact(out / d.id / "console.log", g.console.read_bytes(), compress)
         log.info("%s: %d root-disk reads logged", d.id, len(reads))
+        os_release = getattr(images[d.id], "os", None)  # server images name their release and kernel
         entries.append(
             {
                 "id": d.id,
                 "workload": d.workload,
                 "memory_mib": d.memory_mib,
-                "disk": image.disk_name,
+                "disk": images[d.id].disk_name,
+                **({"os": os_release} if os_release else {}),
                 "reads": relative(reads_path, out),
                 "reads_start_epoch_s": round(g.start_epoch_s, 6),
                 "console": relative(console, out),
@@ -150,10 +152,6 @@ def _run_batch(
             }
         )
     return entries
-
-
-def _workload(batch: list[DomainSpec], name: str) -> str:
-    return next(d.workload for d in batch if d.id == name)
 
 
 def _snapshot_all(

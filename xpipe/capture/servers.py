@@ -19,13 +19,10 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.ext4 import pack_ext4
-from xpipe.capture.host import cache_dir, make_scratch, qemu_version
+from xpipe.capture.host import cache_dir
 from xpipe.capture.rootfs import debootstrap_tree
 from xpipe.capture.workloads import (
     COMMON_SH,
@@ -214,100 +211,14 @@ def domain_release(spec, d) -> str:
     return d.release or spec.release or SERVER_RELEASES[0]
 
 
-def run_server_capture(spec, out: Path, keep_raw: bool = False, compress: bool = True) -> Path:
-    """Capture server spec ``spec`` into bundle folder ``out`` (as xpipe.capture.run_capture does
-    for the other kinds, with one disk per release); returns the manifest path."""
-    from xpipe.bundle import write_manifest
-    from xpipe.capture.capture import _write_disk
-
-    spec.validate()
-    if spec.guest != "server":
-        raise CaptureError(f"run_server_capture captures server specs, not {spec.guest!r}")
+def server_images(spec) -> tuple[dict[str, ServerImage], str]:
+    """Each domain's image (its release's), and what the manifest's description says of them;
+    xpipe.capture.capture.run_capture boots the guests."""
     releases = list(dict.fromkeys(domain_release(spec, d) for d in spec.domains))
     images = {r: server_image(r) for r in releases}
-    out.mkdir(parents=True, exist_ok=True)
-    work = make_scratch("xpipe-capture")
-    try:
-        disks = {images[r].disk_name: _write_disk(images[r], out, compress) for r in releases}
-        domains: list[dict[str, Any]] = []
-        batches = [spec.domains[i: i + spec.batch_size] for i in range(0, len(spec.domains), spec.batch_size)]
-        for b, batch in enumerate(batches, start=1):
-            log.info("batch %d/%d: %s", b, len(batches), ", ".join(d.id for d in batch))
-            domains += _run_batch(spec, images, batch, out, work, keep_raw, compress)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     kernels = ", ".join(f"{r}: {images[r].kernel_version}" for r in releases)
-    path = write_manifest(
-        out,
-        synthetic=False,
-        description=f"{spec.description}. Server guests (systemd as init), each release booting its own "
-        f"kernel ({kernels}); {qemu_version()}; snapshot times count from QEMU's start.",
-        disks=disks,
-        domains=domains,
-    )
-    log.info("wrote %s (%d domains, %d snapshots each)", path, len(domains), len(spec.times_s))
-    return path
-
-
-def _run_batch(spec, images: dict[str, ServerImage], batch, out: Path, work: Path, keep_raw: bool,
-               compress: bool) -> list[dict[str, Any]]:
-    """One batch of guests, each booted from the image of its own release (else as
-    xpipe.capture.capture._run_batch)."""
-    from xpipe.bundle import relative, write_compact
-    from xpipe.capture.capture import _snapshot_all
-    from xpipe.capture.guest import Guest, GuestConfig
-
-    imgs = [images[domain_release(spec, d)] for d in batch]
-    guests = [
-        Guest(GuestConfig(d.id, d.memory_mib, im.kernel, im.initrd, im.append(d.workload), im.root_disk,
-                          len(spec.times_s), work / d.id))
-        for d, im in zip(batch, imgs)
-    ]
-    snaps: dict[str, list[dict[str, Any]]] = {d.id: [] for d in batch}
-    previous: dict[str, np.ndarray] = {}
-    try:
-        for g, d, im in zip(guests, batch, imgs):
-            log.info("%s: booting %s on %s (%d MiB, linux %s)", g.name, d.workload, im.release,
-                     g.cfg.memory_mib, im.kernel_version)
-            g.start()
-        for g in guests:
-            uptime = g.wait_ready(spec.boot_timeout_s)
-            log.info("%s: up after %.1f s (guest uptime %.1f s)", g.name, g.elapsed_s(), uptime)
-        for i, t in enumerate(spec.times_s):
-            wait = max(t - g.elapsed_s() for g in guests)
-            if wait > 0:
-                if wait > 5:
-                    log.info("workloads running; snapshot %d/%d at %.0f s in %.0f s", i + 1, len(spec.times_s),
-                             t, wait)
-                time.sleep(wait)
-            elif wait < -1:
-                log.warning("snapshot %d taken %.1f s late (guests too slow)", i, -wait)
-            entries = _snapshot_all(guests, i, t, out, work, keep_raw, compress, len(spec.times_s),
-                                    spec.snapshot_format, previous)
-            for g, entry in zip(guests, entries):
-                snaps[g.name].append(entry)
-    finally:
-        for g in guests:
-            g.stop()
-    result = []
-    for d, g, im in zip(batch, guests, imgs):
-        reads = g.root_reads()
-        reads_path = write_compact(out / d.id / "reads.log", "".join(line + "\n" for line in reads).encode(),
-                                   compress)
-        console = write_compact(out / d.id / "console.log", g.console.read_bytes(), compress)
-        log.info("%s: %d root-disk reads logged", d.id, len(reads))
-        result.append({
-            "id": d.id,
-            "workload": d.workload,
-            "memory_mib": d.memory_mib,
-            "disk": im.disk_name,
-            "os": im.os,
-            "reads": relative(reads_path, out),
-            "reads_start_epoch_s": round(g.start_epoch_s, 6),
-            "console": relative(console, out),
-            "snapshots": snaps[d.id],
-        })
-    return result
+    return ({d.id: images[domain_release(spec, d)] for d in spec.domains},
+            f"Server guests (systemd as init), each release booting its own kernel ({kernels})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,9 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     def capture(a: argparse.Namespace) -> int:
+        from xpipe.capture.capture import run_capture
         from xpipe.capture.spec import load_spec
 
-        print(run_server_capture(load_spec(a.spec), a.output, keep_raw=a.keep_raw, compress=not a.no_gzip))
+        print(run_capture(load_spec(a.spec), a.output, keep_raw=a.keep_raw, compress=not a.no_gzip))
         return 0
 
     return _run(build if args.cmd == "build" else capture, args)
