@@ -24,6 +24,7 @@ from xpipe.experiment import load_schema
 from xpipe.hashing import ZERO_HASH
 from xpipe.io import write_parquet
 from xpipe.pagetypes import PAGE_TYPES
+from xpipe.sim import replay as replay_module
 from xpipe.sim import runs as runs_module
 from xpipe.sim.load import load_domain
 from xpipe.sim.partition import PARTS, WHOLE, Partition
@@ -101,6 +102,7 @@ def merged_tables(doms, runs, partitions: int, tmp_path, with_prefixes=True) -> 
 
 def whole_tables(doms, runs, tmp_path, with_prefixes=True) -> dict[str, pl.DataFrame]:
     """The tables of the one-job replay (the workflow's replay_mix), read back."""
+    tmp_path.mkdir(exist_ok=True)
     out = {t.name: str(tmp_path / f"whole-{t.name}.parquet") for t in TABLES}
     replay_sweep(doms, runs, "m", "c", out, with_prefixes, HOST_MIB, True)
     return {name: pl.read_parquet(path) for name, path in out.items()}
@@ -246,3 +248,23 @@ def test_test_workflow_gives_the_same_tables_in_four_partitions(tmp_path):
     assert not list(root.glob(".test/results/four/replay/*/partitions/*/*.parquet"))  # temporary files
     for a, b in zip(one, four):
         assert_frame_equal(pl.read_parquet(root / ".test" / b), pl.read_parquet(root / ".test" / a), check_exact=True)
+
+
+def test_steps_kept_across_runs_give_the_tables_of_steps_rebuilt_per_run(monkeypatch, tmp_path):
+    """A sweep prepares each mix's frames once for every run that keeps the same snapshots;
+    above replay.KEEP_BYTES it rebuilds them per run instead. Both give the same tables."""
+    loads = []
+
+    def counted(seed):
+        doms = random_mix(seed)
+        for d in doms:
+            d.load = lambda k, load=d.load: loads.append(k) or load(k)
+        return doms
+
+    kept = whole_tables(counted(1), RUNS, tmp_path / "kept")
+    kept_loads, loads[:] = len(loads), []
+    monkeypatch.setattr(replay_module, "KEEP_BYTES", 0)
+    rebuilt = whole_tables(counted(1), RUNS, tmp_path / "rebuilt")
+    assert len(loads) > 10 * kept_loads  # every run loads every snapshot again
+    for name in kept:
+        assert_frame_equal(kept[name], rebuilt[name], check_exact=True)

@@ -38,8 +38,9 @@ FILE_TYPES = np.array([PAGE_TYPES.index(t) for t in ("file_code", "file_data", "
 class Frames:
     """The frames a replay holds at one time: every frame of every domain of the mix
     (domains concatenated), or, in a partition's replay, every frame whose content is
-    the partition's at some time replayed. Positions are the same at every step; the
-    arrays are overwritten in place at the next step."""
+    the partition's at some time replayed. Positions are the same at every step. The
+    arrays are not to be modified, nor kept past the step: the replay overwrites them
+    in place at the next step unless it keeps every step for the next run."""
 
     time_s: float
     dt_s: float  # time since the previous step (0 at the first)
@@ -52,6 +53,33 @@ class Frames:
     scan_order: Callable[[], np.ndarray]
     started: int  # frames of the mix's started domains, in every partition: the scan order's length
     zero_present: bool  # some started frame of the mix, in any partition, holds the zero page
+    #: what is derived from this step's frames alone, by key: computed once (``derived``) and
+    #: shared by every run that replays the same step (the replay keeps steps across runs)
+    memo: dict = field(default_factory=dict, repr=False)
+
+    def derived(self, key, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per step and ``key`` (a policy's key starts with its name)."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
+
+    def content_groups(self) -> tuple[np.ndarray, int]:
+        """Each present frame's content numbered by first occurrence (-1 where absent), and the number of contents."""
+        def compute():
+            idx = np.flatnonzero(self.present)
+            ids, n = group_ids(self.hashes[idx])
+            groups = np.full(len(self.hashes), -1, dtype=np.int64)
+            groups[idx] = ids
+            return groups, n
+        return self.derived("groups", compute)
+
+    def shared_contents(self) -> tuple[np.ndarray, int]:
+        """(mask of the present frames whose content another present frame has, number of such contents)."""
+        def compute():
+            groups, n = self.content_groups()
+            counts = np.bincount(groups[self.present], minlength=n)
+            return self.present & (counts[groups] >= 2), int(np.count_nonzero(counts >= 2))
+        return self.derived("shared", compute)
 
 
 @dataclass

@@ -22,16 +22,20 @@ a write; its place is kept (a partition's frames are those it holds at some
 time), so a partition's memory is its share of the mix plus the frames that
 move in or out over the replay.
 
-Only one time's frames are in memory at once, so a mix's size is bounded by
-its largest single time, not by its number of snapshots (but the loader
-keeps a domain's snapshots when they fit, xpipe.sim.load).
+Runs over the same domains, snapshots and partition replay the same frames:
+``prepare`` builds them once (the first pass, and each time's frames) and
+``replay_prepared`` runs one policy over them. Each time's frames are kept for
+the next run when they fit in KEEP_BYTES; beyond it only one time's frames are
+in memory at once, so a mix's size is bounded by its largest single time, not by
+its number of snapshots (but the loader keeps a domain's snapshots when they
+fit, xpipe.sim.load).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,14 +43,14 @@ import polars as pl
 
 from xpipe.pagetypes import PAGE_TYPES
 from xpipe.sim import policy as P
-from xpipe.sim.area import group_ids
 from xpipe.sim.partition import SCOPES, TYPE_COUNTS_OWN, WHOLE, Partition, merge_timelines, types_table
 from xpipe.sim.runs import RunSpec
 from xpipe.sim.schedule import Schedule, schedule
 from xpipe.sim.tables import TIMELINE_OWN, own_schema
 from xpipe.sim.trace import DomainTrace, kept_snapshots
 
-__all__ = ["DomainTrace", "PartReplay", "Replay", "kept_snapshots", "merge_replays", "replay", "replay_partition"]
+__all__ = ["DomainTrace", "PartReplay", "Prepared", "Replay", "kept_snapshots", "merge_replays", "prepare", "replay",
+           "replay_partition", "replay_prepared"]
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +109,94 @@ def _scan_order(s: Schedule, k: int, held: list[np.ndarray], offsets: np.ndarray
     return order
 
 
+#: Bytes a kept step takes per frame: its arrays and what runs derive from them (P.Frames.derived).
+_STEP_BYTES = 40
+#: Steps kept for the next run of the same domains, snapshots and partition when they fit
+#: in this many bytes (a sweep replays them once per run); beyond it each run rebuilds them.
+KEEP_BYTES = 256 << 20
+
+
+@dataclass
+class Prepared:
+    """What every run over the same domains, snapshots kept and partition shares: the
+    first pass, the frames held, and each time's frames (``steps``)."""
+
+    domains: Sequence[DomainTrace]
+    part: Partition
+    schedule: Schedule
+    held: list[np.ndarray]
+    offsets: np.ndarray  # the domains' first frame among the frames held, and the total
+    frame_dom: np.ndarray  # int32: each frame's domain
+    own_reads: np.ndarray  # bool per read: its content is the partition's
+    context: P.ReplayContext
+    _kept: list[P.Frames] | None = None
+
+    def steps(self) -> Iterator[P.Frames]:
+        """Each time's frames, in time order; kept after the first pass when they fit in KEEP_BYTES."""
+        if self._kept is not None:
+            return iter(self._kept)
+        if int(self.offsets[-1]) * _STEP_BYTES * len(self.schedule.times) > KEEP_BYTES:
+            return self._build(keep=False)
+        self._kept = list(self._build(keep=True))
+        return iter(self._kept)
+
+    def _build(self, keep: bool) -> Iterator[P.Frames]:
+        """The frames at each time, updated in place from the snapshots each domain shows
+        (copies of each time's when ``keep``)."""
+        s, part, held, offsets = self.schedule, self.part, self.held, self.offsets
+        n = int(offsets[-1])
+        hashes = np.zeros(n, dtype=np.uint64)
+        types = np.zeros(n, dtype=np.uint8)
+        present = np.zeros(n, dtype=bool)
+        # the scan order since the domains last started, computed when a policy asks (the scanner does)
+        order_since = functools.lru_cache(maxsize=1)(lambda k: _scan_order(s, k, held, offsets))
+        since, started = 0, 0
+        prev_t = s.times[0]
+        for k, t in enumerate(s.times):
+            changed = np.zeros(n, dtype=bool)
+            loading = np.flatnonzero((s.shown[k] >= 0) & (s.shown[k] != (s.shown[k - 1] if k else -1)))
+            for i in loading:
+                index, h, ty = self.domains[i].snapshot(int(s.shown[k, i]), part)
+                sl = slice(offsets[i], offsets[i + 1])
+                was = k > 0 and s.shown[k - 1, i] >= 0  # the domain showed another snapshot before
+                if len(index) == len(held[i]):  # every frame held, in order
+                    if was:  # a frame written
+                        changed[sl] = present[sl] & (hashes[sl] != h)
+                    hashes[sl], types[sl], present[sl] = h, ty, True
+                    continue
+                at = np.searchsorted(held[i], index.astype(np.int64))  # positions among the domain's frames held
+                now = np.zeros(len(held[i]), dtype=bool)
+                now[at] = True
+                at += offsets[i]
+                if was:
+                    changed[sl] = present[sl] & ~now  # contents that left the partition
+                    changed[at] |= present[at] & (hashes[at] != h)  # frames written
+                present[sl] = now
+                hashes[at], types[at] = h, ty
+            if len(loading) and (not k or (s.shown[k - 1][loading] < 0).any()):  # domains started
+                since, started = k, s.scan_order(k)[1]
+            state = (hashes.copy(), types.copy(), present.copy()) if keep else (hashes, types, present)
+            yield P.Frames(float(t), float(t - prev_t), *state, changed,
+                           functools.partial(order_since, since), started, bool(s.zero[k]))
+            prev_t = t
+
+
+def prepare(domains: Sequence[DomainTrace], snapshot_every: int, part: Partition = WHOLE) -> Prepared:
+    """The first pass over ``domains`` (in mix order) for runs replaying every ``snapshot_every``-th
+    snapshot of the frames whose content is in ``part``."""
+    s = schedule(domains, snapshot_every)
+    held = _held_frames(domains, s, part)
+    sizes = [len(h) for h in held]
+    return Prepared(domains, part, s, held, offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+                    frame_dom=np.repeat(np.arange(len(domains), dtype=np.int32), sizes),
+                    own_reads=part.holds(s.read_hash),
+                    context=P.ReplayContext(s.universe, s.max_accesses, part.holds(s.universe)))
+
+
 def _tally_types(tally: dict, types: np.ndarray, idx: np.ndarray, inv: np.ndarray, groups: int,
                  frame_dom: np.ndarray, n_dom: int) -> None:
-    """Add this time's mapped frames ``idx`` (``inv``: their content's group) to ``tally``:
-    (group size, cell) -> frames, a cell being page type * 2 + (1 if inter-domain else 0)."""
+    """Add this time's mapped frames ``idx`` (``inv``: their content's group among ``groups``) to
+    ``tally``: (group size, cell) -> frames, a cell being page type * 2 + (1 if inter-domain else 0)."""
     counts = np.bincount(inv, minlength=groups)
     # a content is inter-domain when its frames' lowest and highest domain differ
     dom = frame_dom[idx]
@@ -130,80 +218,50 @@ def _type_counts(tally: dict, times: int) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=own_schema(TYPE_COUNTS_OWN), orient="row")
 
 
-def replay_partition(domains: Sequence[DomainTrace], spec: RunSpec, part: Partition = WHOLE,
-                     with_types: bool = True) -> PartReplay:
-    """Replay the frames of ``domains`` (in mix order) whose content is in ``part`` under ``spec``;
+def replay_prepared(p: Prepared, spec: RunSpec, with_types: bool = True) -> PartReplay:
+    """Replay the prepared frames under ``spec`` (whose snapshot_every ``p`` was prepared for);
     see the module docstring. ``with_types=False`` skips the shared-page-type accounting."""
+    s, domains, frame_dom = p.schedule, p.domains, p.frame_dom
     n_dom = len(domains)
-    s = schedule(domains, spec.snapshot_every)
-    policy = spec.make_policy(P.ReplayContext(s.universe, s.max_accesses, part.holds(s.universe)))
-    own_reads = part.holds(s.read_hash)
-
-    held = _held_frames(domains, s, part)
-    offsets = np.concatenate([[0], np.cumsum([len(h) for h in held])]).astype(np.int64)
-    n = int(offsets[-1])
-    frame_dom = np.repeat(np.arange(n_dom, dtype=np.int32), [len(h) for h in held])
-    hashes = np.zeros(n, dtype=np.uint64)
-    types = np.zeros(n, dtype=np.uint8)
-    present = np.zeros(n, dtype=bool)
-    # the scan order since the domains last started, computed when a policy asks (the scanner does)
-    order_since = functools.lru_cache(maxsize=1)(lambda k: _scan_order(s, k, held, offsets))
-    since, started = 0, 0
+    policy = spec.make_policy(p.context)
     tally: dict[tuple[int, int], int] = {}
     rows = []
     read_at = 0
-    prev_t = s.times[0]
-    for k, t in enumerate(s.times):
+    for k, f in enumerate(p.steps()):
         end = int(s.read_end[k])
-        dom_reads, own_issued, own_avoided = _feed_reads(policy, s, own_reads, read_at, end)
+        dom_reads, own_issued, own_avoided = _feed_reads(policy, s, p.own_reads, read_at, end)
         read_at = end
-
-        changed = np.zeros(n, dtype=bool)
-        loading = np.flatnonzero((s.shown[k] >= 0) & (s.shown[k] != (s.shown[k - 1] if k else -1)))
-        for i in loading:
-            index, h, ty = domains[i].snapshot(int(s.shown[k, i]), part)
-            sl = slice(offsets[i], offsets[i + 1])
-            was = k > 0 and s.shown[k - 1, i] >= 0  # the domain showed another snapshot before
-            if len(index) == len(held[i]):  # every frame held, in order
-                if was:  # a frame written
-                    changed[sl] = present[sl] & (hashes[sl] != h)
-                hashes[sl], types[sl], present[sl] = h, ty, True
-                continue
-            at = np.searchsorted(held[i], index.astype(np.int64))  # positions among the domain's frames held
-            now = np.zeros(len(held[i]), dtype=bool)
-            now[at] = True
-            at += offsets[i]
-            if was:
-                changed[sl] = present[sl] & ~now  # contents that left the partition
-                changed[at] |= present[at] & (hashes[at] != h)  # frames written
-            present[sl] = now
-            hashes[at], types[at] = h, ty
-        if len(loading) and (not k or (s.shown[k - 1][loading] < 0).any()):  # domains started
-            since, started = k, s.scan_order(k)[1]
-        shared = policy.step(P.Frames(float(t), float(t - prev_t), hashes, types, present, changed,
-                                      functools.partial(order_since, since), started, bool(s.zero[k])))
-        prev_t = t
-
+        shared = policy.step(f)
         if k == len(s.times) - 1 and read_at < len(s.read_ids):
-            tail = _feed_reads(policy, s, own_reads, read_at, len(s.read_ids))
+            tail = _feed_reads(policy, s, p.own_reads, read_at, len(s.read_ids))
             dom_reads, own_issued, own_avoided = dom_reads + tail[0], own_issued + tail[1], own_avoided + tail[2]
 
         idx = np.flatnonzero(shared.mapped)
-        inv, area_mapped = group_ids(hashes[idx])
+        groups, n_groups = f.content_groups()
+        inv = groups[idx]
+        if len(inv) and inv.min() < 0:
+            raise ValueError(f"policy {spec.policy} mapped frames that are not present")
+        area_mapped = int(np.count_nonzero(np.bincount(inv, minlength=n_groups))) if len(idx) else 0
         if with_types and len(idx):
-            _tally_types(tally, types, idx, inv, area_mapped, frame_dom, n_dom)
-        per_dom_present = np.bincount(frame_dom[present], minlength=n_dom)
+            _tally_types(tally, f.types, idx, inv, n_groups, frame_dom, n_dom)
+        per_dom_present = f.derived("per_domain", lambda: np.bincount(frame_dom[f.present], minlength=n_dom))
         per_dom_mapped = np.bincount(frame_dom[idx], minlength=n_dom)
         per_dom_cow = np.bincount(frame_dom[shared.cow], minlength=n_dom)
         for i, d in enumerate(domains):
             if s.shown[k, i] < 0 and dom_reads[i] == 0:
                 continue
-            rows.append((float(t), d.id,
+            rows.append((f.time_s, d.id,
                          int(per_dom_present[i] - per_dom_mapped[i]), int(per_dom_mapped[i]),
                          int(shared.used), area_mapped, int(shared.reserved),
                          int(own_issued[i] - own_avoided[i]), int(own_avoided[i]), int(per_dom_cow[i])))
     timeline = pl.DataFrame(rows, schema=own_schema(TIMELINE_OWN), orient="row")
     return PartReplay(timeline, _type_counts(tally, len(s.times)))
+
+
+def replay_partition(domains: Sequence[DomainTrace], spec: RunSpec, part: Partition = WHOLE,
+                     with_types: bool = True) -> PartReplay:
+    """Replay the frames of ``domains`` (in mix order) whose content is in ``part`` under ``spec``."""
+    return replay_prepared(prepare(domains, spec.snapshot_every, part), spec, with_types)
 
 
 def merge_replays(parts: Sequence[PartReplay]) -> Replay:

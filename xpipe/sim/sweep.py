@@ -26,7 +26,7 @@ from xpipe.sim.partition import (
     merged_prefix_peaks,
     types_table,
 )
-from xpipe.sim.replay import DomainTrace, replay_partition
+from xpipe.sim.replay import DomainTrace, PartReplay, prepare, replay_partition, replay_prepared
 from xpipe.sim.runs import RunSpec
 from xpipe.sim.tables import PREFIXES, SUMMARY, TIMELINE, TYPES, with_key
 
@@ -35,37 +35,48 @@ log = logging.getLogger(__name__)
 ORACLE = RunSpec.make("oracle")
 
 
-def prefix_footprints(domains: Sequence[DomainTrace], spec: RunSpec, part: Partition,
-                      whole: pl.DataFrame) -> pl.DataFrame:
-    """The partition's footprint of the mix's first k domains per time, k = 1..n: the replay
-    of every prefix (``whole``: the partition's timeline of the whole mix, already replayed)."""
-    n = len(domains)
-    return pl.concat([
-        footprints(whole if k == n else replay_partition(domains[:k], spec, part, with_types=False).timeline, k)
-        for k in range(1, n + 1)])
-
-
 def prefix_peaks(domains: Sequence[DomainTrace], spec: RunSpec, whole: pl.DataFrame) -> list[tuple[int, int]]:
     """(k, peak footprint of the mix's first k domains) for k = 1..n (``whole``: the whole mix's
     timeline, already replayed)."""
-    return merged_prefix_peaks(prefix_footprints(domains, spec, WHOLE, whole), len(domains))
+    n = len(domains)
+    return merged_prefix_peaks(pl.concat([
+        footprints(whole if k == n else replay_partition(domains[:k], spec, WHOLE, with_types=False).timeline, k)
+        for k in range(1, n + 1)]), n)
 
 
 def partition_sweep(domains: Sequence[DomainTrace], runs: Sequence[RunSpec], part: Partition,
                     with_prefixes: bool) -> dict[str, pl.DataFrame]:
-    """The partition's share of every run: the tables of PARTS by name, each keyed by run id."""
+    """The partition's share of every run: the tables of PARTS by name, each keyed by run id.
+
+    Runs that keep the same snapshots replay the same frames, prepared once (xpipe.sim.replay.prepare)
+    for the whole mix and, for domains per host, for each prefix of it (its first k domains).
+    """
     _need_oracle(runs)
+    n = len(domains)
+    whole: dict[RunSpec, PartReplay] = {}
+    prefixes: dict[RunSpec, dict[int, pl.DataFrame]] = {spec: {} for spec in runs}
+    where = "" if part.whole else f"partition {part.index} of {part.count}: "
+    for every in sorted({spec.snapshot_every for spec in runs}):
+        group = [spec for spec in runs if spec.snapshot_every == every]
+        for k in range(n, 0, -1) if with_prefixes else (n,):
+            started = time.perf_counter()
+            prepared = prepare(domains[:k], every, part)
+            for spec in group:
+                result = replay_prepared(prepared, spec, with_types=k == n)
+                if k == n:
+                    whole[spec] = result
+                if with_prefixes:
+                    prefixes[spec][k] = footprints(result.timeline, k)
+            log.info("%ssnapshot_every %d, %s: %d runs replayed in %.1f s", where, every,
+                     f"the first {k} of {n} domains" if k < n else f"all {n} domains", len(group),
+                     time.perf_counter() - started)
     shares: dict[str, list[pl.DataFrame]] = {t.name: [] for t in PARTS}
-    for n, spec in enumerate(runs, 1):
-        started = time.perf_counter()
-        result = replay_partition(domains, spec, part)
-        own = {"timeline": result.timeline, "types": result.type_counts,
-               "prefixes": prefix_footprints(domains, spec, part, result.timeline) if with_prefixes else None}
+    for spec in runs:
+        own = {"timeline": whole[spec].timeline, "types": whole[spec].type_counts,
+               "prefixes": pl.concat([prefixes[spec][k] for k in range(1, n + 1)]) if with_prefixes else None}
         for name, df in own.items():
             if df is not None:
                 shares[name].append(df.with_columns(run=pl.lit(spec.run_id)))
-        log.info("%srun %d/%d %s replayed in %.1f s", "" if part.whole else f"partition {part.index} of {part.count}: ",
-                 n, len(runs), spec.run_id, time.perf_counter() - started)
     return {t.name: t.conform(pl.concat(shares[t.name])) if shares[t.name] else pl.DataFrame(schema=t.schema)
             for t in PARTS}
 

@@ -42,20 +42,23 @@ class DesignatedArea(Policy):
         return self.area.access(ids)
 
     def share(self, f):
-        is_zero = f.hashes == ZERO_HASH
         if self.admit_zero and f.zero_present:
             self.area.access(np.array([self._zero_id]))
+        idx, ids = f.derived(("dsa", self.admit_zero), lambda: self._candidates(f))
+        mapped = np.zeros(len(f.hashes), dtype=bool)
+        mapped[idx[self.area.in_area[ids]]] = True
+        return mapped, int(np.count_nonzero(self.area.in_area & self.own)), self.area_pages
+
+    def _candidates(self, f) -> tuple[np.ndarray, np.ndarray]:
+        """The frames the guest would map from the area whose content some read (or the zero
+        page) has, and those contents' ids: only they can be in the area."""
         wanted = f.present & np.isin(f.types, FILE_TYPES)
         if self.admit_zero:
-            wanted |= f.present & is_zero
+            wanted |= f.present & (f.hashes == ZERO_HASH)
         idx = np.flatnonzero(wanted)
-        pos = np.searchsorted(self.universe, f.hashes[idx])
-        pos[pos >= len(self.universe)] = 0
-        known = self.universe[pos] == f.hashes[idx] if len(self.universe) else np.zeros(len(idx), bool)
-        held = known & self.area.in_area[pos]
-        mapped = np.zeros(len(f.hashes), dtype=bool)
-        mapped[idx[held]] = True
-        return mapped, int(np.count_nonzero(self.area.in_area & self.own)), self.area_pages
+        ids = np.minimum(np.searchsorted(self.universe, f.hashes[idx]), len(self.universe) - 1)
+        known = self.universe[ids] == f.hashes[idx]  # (the universe holds the zero page: never empty)
+        return idx[known], ids[known]
 
 
 def area_pages(area_mib: float) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xpipe.sim.policy import Policy, PolicyInfo, groups_of_two_or_more, register
+from xpipe.sim.policy import Policy, PolicyInfo, register
 
 
 class Oracle(Policy):
@@ -27,7 +27,7 @@ class Oracle(Policy):
         return avoided
 
     def share(self, f):
-        mapped, n = groups_of_two_or_more(f.hashes, f.present)
+        mapped, n = f.shared_contents()
         return mapped, n, 0
 
 
