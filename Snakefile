@@ -25,4 +25,4 @@ rule all:
     input:
         rules.build_database.output.db,
         rules.tabulate_summary.output,
-        expand(rules.draw_figure.output.png, figure=FIGURES),
+        rules.draw_figures.output.png,

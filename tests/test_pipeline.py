@@ -100,7 +100,7 @@ def test_rerun_does_nothing_and_a_figure_change_reruns_only_the_report(project):
     original = fig.read_text()
     fig.write_text(original + "\n# a change to the figures only\n")
     try:
-        assert set(planned_jobs(project)) == {"draw_figure", "all"}
+        assert set(planned_jobs(project)) == {"draw_figures", "all"}
     finally:
         fig.write_text(original)
         os.utime(fig, (0, 0))
@@ -124,7 +124,7 @@ def test_interrupted_run_resumes_without_redoing_finished_work(project):
         shutil.move(p, aside / p.name)
     try:
         jobs = planned_jobs(project)
-        assert jobs == {"replay_mix": 1, "build_database": 1, "draw_figure": len(FIGURES),
+        assert jobs == {"replay_mix": 1, "build_database": 1, "draw_figures": 1,
                         "tabulate_summary": 1, "all": 1}
     finally:
         shutil.move(aside / mix.name, mix)
@@ -196,12 +196,12 @@ def test_test_experiment_is_lint_clean_and_its_report_embeds_every_figure(tiny):
 
 # A module each stage's script imports, and the stages an edit must rerun (and what follows).
 EDITS = {
-    "xpipe/schemas.py": {"normalise_domain", "extract_pages", "replay_mix", "build_database"},
-    "xpipe/io.py": {"make_synthetic", "normalise_domain", "extract_pages", "replay_mix", "draw_figure"},
-    "xpipe/errors.py": {"normalise_domain", "replay_mix", "draw_figure"},
-    "xpipe/report/__init__.py": {"build_database", "draw_figure", "tabulate_summary"},
-    "xpipe/sim/policies/dsa.py": {"replay_mix", "build_database", "draw_figure"},
-    "xpipe/readers/registry.py": {"normalise_domain", "extract_pages", "replay_mix"},
+    "xpipe/schemas.py": {"normalise_domain", "extract_domain", "replay_mix", "build_database"},
+    "xpipe/io.py": {"make_synthetic", "normalise_domain", "extract_domain", "replay_mix", "draw_figures"},
+    "xpipe/errors.py": {"normalise_domain", "replay_mix", "draw_figures"},
+    "xpipe/report/__init__.py": {"build_database", "draw_figures", "tabulate_summary"},
+    "xpipe/sim/policies/dsa.py": {"replay_mix", "build_database", "draw_figures"},
+    "xpipe/readers/registry.py": {"normalise_domain", "extract_domain", "replay_mix"},
 }
 
 

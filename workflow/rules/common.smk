@@ -46,7 +46,6 @@ wildcard_constraints:
     disk=r"[A-Za-z0-9_.-]+",
     mix=r"[A-Za-z0-9_.-]+",
     preset=r"[A-Za-z0-9_.-]+",
-    figure="|".join(FIGURES),
 
 
 def source(wildcards):
@@ -93,11 +92,6 @@ def mix_tables(table):
         return [table.path(capture=mix_capture(wildcards), domain=d) for d in X.mix_domains(wildcards.mix)]
 
     return files
-
-
-def figure_caption(wildcards):
-    """A figure's caption: the report renders one caption file per figure."""
-    return (SRC / "workflow/report/figures" / f"{wildcards.figure}.rst").read_text()
 
 
 def mix_capture(wildcards):

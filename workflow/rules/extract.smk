@@ -2,38 +2,25 @@
 # Shared by every experiment of the project.
 
 
-rule extract_pages:
+# One job per domain for both tables: they read the same disk table, and most of a
+# job's time is starting it.
+rule extract_domain:
     input:
-        code=code("extract_pages.py"),
+        code=code("extract_domain.py"),
         frames=rules.normalise_domain.output.frames,
-        disk=domain_disk_table,
-    output:
-        pages=PAGES.where,
-    conda:
-        "../envs/xpipe.yaml"
-    log:
-        log("extract_pages", "capture", "domain"),
-    benchmark:
-        bench("extract_pages", "capture", "domain")
-    script:
-        "../scripts/extract_pages.py"
-
-
-rule extract_reads:
-    input:
-        code=code("extract_reads.py"),
         requests=rules.normalise_domain.output.requests,
         disk=domain_disk_table,
     output:
+        pages=PAGES.where,
         reads=READS.where,
     conda:
         "../envs/xpipe.yaml"
     log:
-        log("extract_reads", "capture", "domain"),
+        log("extract_domain", "capture", "domain"),
     benchmark:
-        bench("extract_reads", "capture", "domain")
+        bench("extract_domain", "capture", "domain")
     script:
-        "../scripts/extract_reads.py"
+        "../scripts/extract_domain.py"
 
 
 rule tabulate_domains:

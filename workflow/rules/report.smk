@@ -25,30 +25,35 @@ rule build_database:
         "../scripts/build_database.py"
 
 
-rule draw_figure:
+# Every figure in one job: the plotting libraries load once, and the figures are drawn
+# in `threads` processes (one query file and one caption file per figure).
+rule draw_figures:
     input:
-        code=code("draw_figure.py"),
+        code=code("draw_figures.py"),
         db=rules.build_database.output.db,
-        sql=SRC / "workflow/sql/figures/{figure}.sql",
+        sql=[SRC / f"workflow/sql/figures/{f}.sql" for f in FIGURES],
     output:
-        png=report(
-            X.path("figure"),
-            caption="../report/figure.rst",
-            category="Figures",
-            labels={"figure": "{figure}"},
-        ),
-        svg=X.path("figure_svg"),
+        png=[
+            report(
+                X.path("figure", figure=f),
+                caption=f"../report/figures/{f}.rst",
+                category="Figures",
+                labels={"figure": f},
+            )
+            for f in FIGURES
+        ],
+        svg=[X.path("figure_svg", figure=f) for f in FIGURES],
     params:
-        # its caption, workflow/report/figures/{figure}.rst (figure.rst renders it)
-        caption=figure_caption,
+        figures=FIGURES,
+    threads: 2
     conda:
         "../envs/xpipe.yaml"
     log:
-        X.path("log", job="draw_figure/{figure}"),
+        X.path("log", job="draw_figures"),
     benchmark:
-        X.path("benchmark", job="draw_figure/{figure}")
+        X.path("benchmark", job="draw_figures")
     script:
-        "../scripts/draw_figure.py"
+        "../scripts/draw_figures.py"
 
 
 rule tabulate_summary:
