@@ -26,7 +26,7 @@ from xpipe.io import write_parquet
 from xpipe.pagetypes import PAGE_TYPES
 from xpipe.sim import replay as replay_module
 from xpipe.sim import runs as runs_module
-from xpipe.sim.load import load_domain
+from xpipe.sim.load import load_domain, load_domain_share, split_pages
 from xpipe.sim.partition import PARTS, WHOLE, Partition
 from xpipe.sim.replay import DomainTrace, replay
 from xpipe.sim.runs import RunSpec, expand_sweep, sweep_schema
@@ -201,6 +201,17 @@ def test_parquet_domain_reads_only_its_partition(tmp_path):
             assert (h % 3 == p).all() and (np.diff(index.astype(np.int64)) > 0).all()
             rebuilt[index] = h
         assert (rebuilt == h_all).all()
+    # split once by partition (rule split_pages), each share gives the same frames
+    shares = [tmp_path / f"share-{p}.parquet" for p in range(3)]
+    split_pages(tmp_path / "pages.parquet", tmp_path / "snapshots.parquet", shares)
+    for p in range(3):
+        s = load_domain_share(tmp_path / "snapshots.parquet", shares[p], tmp_path / "reads.parquet", Partition(p, 3))
+        assert (s.id, s.frames, s.zero_snapshots, list(s.times)) == ("a", d.frames, d.zero_snapshots, [5.0, 9.0])
+        for k in (0, 1):
+            for got, want in zip(s.snapshot(k, Partition(p, 3)), d.snapshot(k, Partition(p, 3))):
+                assert np.array_equal(got, want)
+        with pytest.raises(ValueError, match=f"holds partition {p} of 3, not"):
+            s.snapshot(0, Partition((p + 1) % 3, 3))
 
 
 @pytest.mark.parametrize("bad, message", [

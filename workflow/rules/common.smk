@@ -9,7 +9,7 @@ from xpipe.codeinputs import code_inputs
 from xpipe.errors import InputError
 from xpipe.experiment import Experiment
 from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, PAGES, READS, REQUESTS, SKIPPED
-from xpipe.sim.partition import PARTS
+from xpipe.sim.partition import PAGE_SHARES, PARTS, SNAPSHOTS
 from xpipe.sim.tables import PREFIXES, SUMMARY, TIMELINE, TYPES
 
 # The project folder (the Snakefile's), named relative to the working directory
@@ -85,11 +85,12 @@ def synthetic_spec(wildcards):
     return source(wildcards).spec
 
 
-def mix_tables(table):
-    """An input function: the mix's domains' files of ``table`` (PAGES or READS)."""
+def mix_tables(table, **fields):
+    """An input function: the mix's domains' files of ``table`` (``fields`` and the job's wildcards fill the rest)."""
 
     def files(wildcards):
-        return [table.path(capture=mix_capture(wildcards), domain=d) for d in X.mix_domains(wildcards.mix)]
+        known = dict(wildcards.items()) | fields | {"capture": mix_capture(wildcards)}
+        return [table.path(**known, domain=d) for d in X.mix_domains(wildcards.mix)]
 
     return files
 

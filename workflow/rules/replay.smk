@@ -39,10 +39,27 @@ if PARTITIONS == 1:
 
 else:
 
+    rule split_pages:
+        input:
+            code=code("split_pages.py"),
+            pages=PAGES.where,
+        output:
+            snapshots=SNAPSHOTS.path(partitions=PARTITIONS),
+            shares=expand(PAGE_SHARES.path(partitions=PARTITIONS), part=range(PARTITIONS), allow_missing=True),
+        conda:
+            "../envs/xpipe.yaml"
+        log:
+            log("split_pages", "capture", "domain"),
+        benchmark:
+            bench("split_pages", "capture", "domain")
+        script:
+            "../scripts/split_pages.py"
+
     rule replay_partition:
         input:
             code=code("replay_partition.py"),
-            pages=mix_tables(PAGES),
+            snapshots=mix_tables(SNAPSHOTS, partitions=PARTITIONS),
+            shares=mix_tables(PAGE_SHARES, partitions=PARTITIONS),
             reads=mix_tables(READS),
         output:
             timeline=temp(PART_FILES["timeline"]),

@@ -9,7 +9,8 @@ import numpy as np
 import polars as pl
 
 from xpipe.hashing import ZERO_HASH
-from xpipe.sim.partition import WHOLE, Partition
+from xpipe.io import write_parquet
+from xpipe.sim.partition import PAGE_SHARES, SNAPSHOTS, WHOLE, Partition
 from xpipe.sim.trace import DomainTrace
 
 #: Bytes of snapshots kept in memory per domain when they fit: domains per host replays
@@ -19,22 +20,37 @@ CACHE_BYTES = 256 << 20
 FRAME_BYTES = 13
 
 
-def _snapshot_loader(path: Path, frames: int):
-    """``load_part(k, partition)``; ``frames``: the domain's frames over all its snapshots."""
+def in_frame_order(pages: pl.LazyFrame) -> pl.LazyFrame:
+    """PAGES rows with each frame's index: its place among its snapshot's frames, in frame-number order."""
+    return pages.sort("snapshot", "gfn").with_columns(frame=pl.int_range(pl.len(), dtype=pl.Int64).over("snapshot"))
+
+
+def snapshot_summary(pages: pl.LazyFrame) -> pl.DataFrame:
+    """One row per snapshot of a domain's PAGES rows: SNAPSHOTS (the domain, its time, frames, zero page)."""
+    return SNAPSHOTS.conform(
+        pages.group_by("snapshot")
+        .agg(pl.col("domain").first(), pl.col("time_s").first(), frames=pl.len(),
+             zero=(pl.col("hash") == ZERO_HASH).any())
+        .sort("snapshot")
+        .collect())
+
+
+def _snapshot_loader(path: Path, frames: int, share: Partition | None = None):
+    """``load_part(k, partition)`` over a PAGES file, or over a PAGE_SHARES file holding
+    only ``share``; ``frames``: the domain's frames over all its snapshots."""
     kept: dict[tuple[int, Partition], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def load_part(k: int, part: Partition) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if (k, part) in kept:
             return kept[(k, part)]
-        df = (
-            pl.scan_parquet(path)
-            .filter(pl.col("snapshot") == k)
-            .sort("gfn")
-            .with_row_index("frame")  # the frame's index: its place among the snapshot's frames
-            .filter(part.expr("hash"))
-            .select("frame", "hash", pl.col("page_type").to_physical())
-            .collect()
-        )
+        if share is None:
+            rows = in_frame_order(pl.scan_parquet(path).filter(pl.col("snapshot") == k)).filter(part.expr("hash"))
+        elif part == share:
+            rows = pl.scan_parquet(path).filter(pl.col("snapshot") == k)  # written in frame order
+        else:
+            raise ValueError(f"{path}: holds partition {share.index} of {share.count}, "
+                             f"not {part.index} of {part.count}")
+        df = rows.select("frame", "hash", pl.col("page_type").to_physical()).collect()
         got = (df["frame"].to_numpy(), df["hash"].to_numpy(),
                df["page_type"].to_numpy().astype(np.uint8))
         if frames * FRAME_BYTES // part.count <= CACHE_BYTES:
@@ -51,18 +67,20 @@ def _no_snapshots(k: int, *_):
 def load_domain(pages: str | Path, reads: str | Path) -> DomainTrace:
     """A domain from its PAGES and READS Parquet files; its snapshots are read when the
     replay asks for them, each only for the partition the replay holds."""
-    pages, reads = Path(pages), Path(reads)
-    snaps = (
-        pl.scan_parquet(pages)
-        .group_by("snapshot")
-        .agg(pl.col("domain").first(), pl.col("time_s").first(), frames=pl.len(),
-             zero=(pl.col("hash") == ZERO_HASH).any())
-        .sort("snapshot")
-        .collect()
-    )
+    pages = Path(pages)
+    return _domain(snapshot_summary(pl.scan_parquet(pages)), pages, reads, None, pages.stem)
+
+
+def load_domain_share(snapshots: str | Path, share: str | Path, reads: str | Path, part: Partition) -> DomainTrace:
+    """A domain of a partitioned replay, from its SNAPSHOTS, its PAGE_SHARES file of ``part``
+    (split_pages) and READS: a replay of ``part`` reads only that partition's frames."""
+    return _domain(pl.read_parquet(snapshots), Path(share), reads, part, Path(snapshots).parent.name)
+
+
+def _domain(snaps: pl.DataFrame, pages: Path, reads: str | Path, share: Partition | None, name: str) -> DomainTrace:
     if snaps.is_empty():  # an I/O-only domain: its reads, no frames
         r = pl.read_parquet(reads, columns=["domain", "time_s", "hash"])
-        return DomainTrace(id=r["domain"][0] if len(r) else pages.stem, times=np.zeros(0),
+        return DomainTrace(id=r["domain"][0] if len(r) else name, times=np.zeros(0),
                            load=_no_snapshots, frames=0, read_times=r["time_s"].to_numpy(),
                            read_hashes=r["hash"].to_numpy(), load_part=_no_snapshots, zero_snapshots=frozenset())
     if snaps["snapshot"].to_list() != list(range(len(snaps))):
@@ -71,15 +89,24 @@ def load_domain(pages: str | Path, reads: str | Path) -> DomainTrace:
     if (snaps["frames"] != frames).any():
         k = int(snaps.filter(pl.col("frames") != frames)["snapshot"][0])
         raise ValueError(f"domain {snaps['domain'][0]} snapshot {k}: {snaps['frames'][k]} frames, expected {frames}")
-    load_part = _snapshot_loader(pages, int(snaps["frames"].sum()))
+    load_part = _snapshot_loader(pages, int(snaps["frames"].sum()), share)
     r = pl.read_parquet(reads, columns=["time_s", "hash"])
     return DomainTrace(
         id=snaps["domain"][0],
         times=snaps["time_s"].to_numpy(),
-        load=lambda k: load_part(k, WHOLE)[1:],
+        load=lambda k: load_part(k, WHOLE)[1:],  # (a share's file refuses it: it holds one partition)
         frames=frames,
         read_times=r["time_s"].to_numpy(),
         read_hashes=r["hash"].to_numpy(),
         load_part=load_part,
         zero_snapshots=frozenset(snaps.filter(pl.col("zero"))["snapshot"].to_list()),
     )
+
+
+def split_pages(pages: str | Path, snapshots: str | Path, shares: list[str | Path]) -> None:
+    """Write a domain's SNAPSHOTS and its PAGE_SHARES files, one per partition of ``len(shares)``."""
+    frames = pl.scan_parquet(pages)
+    write_parquet(snapshot_summary(frames), snapshots)
+    rows = PAGE_SHARES.conform(in_frame_order(frames).collect())
+    for i, path in enumerate(shares):
+        write_parquet(rows.filter(Partition(i, len(shares)).expr("hash")), path)

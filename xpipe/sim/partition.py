@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from xpipe.pagetypes import PAGE_TYPES
-from xpipe.schemas import Column, Table
+from xpipe.schemas import PAGE_TYPE, Column, Table
 from xpipe.sim.metrics import per_time
 from xpipe.sim.tables import TIMELINE_OWN, TYPES_OWN, own_schema
 
@@ -88,6 +88,24 @@ PARTS = (
     Table("prefixes", _WHERE + "prefixes.parquet", _DOC, (_RUN, *PREFIX_FOOTPRINTS_OWN)),
 )
 SCOPES = ("intra", "inter")
+
+# A partitioned replay's inputs: each domain's pages split once by partition (rule
+# split_pages), so that a partition's job reads its share only, not every page.
+_SPLIT = "results/pages/{capture}/partitions-{partitions}/{domain}/"
+SNAPSHOTS = Table("snapshots", _SPLIT + "snapshots.parquet", "A domain's snapshots (intermediate).", (
+    Column("domain", _S, "domain id"),
+    Column("snapshot", pl.Int32(), "snapshot index, 0-based, in time order"),
+    Column("time_s", pl.Float64(), "guest time of the snapshot, seconds since boot"),
+    Column("frames", pl.UInt32(), "the snapshot's frames"),
+    Column("zero", pl.Boolean(), "some frame of the snapshot, in any partition, holds the zero page"),
+))
+PAGE_SHARES = Table("page_shares", _SPLIT + "{part}.parquet",
+                    "A domain's frames whose content is the partition's (intermediate).", (
+    Column("snapshot", pl.Int32(), "snapshot index"),
+    Column("frame", _I, "the frame's place among the snapshot's frames, in frame-number order"),
+    Column("hash", pl.UInt64(), "content hash"),
+    Column("page_type", PAGE_TYPE, "page type"),
+))
 
 
 def merge_timelines(parts: Sequence[pl.DataFrame], key: Sequence[str] = ("time_s", "domain")) -> pl.DataFrame:
