@@ -13,11 +13,10 @@ from xpipe.io import write_parquet
 from xpipe.sim.partition import PAGE_SHARES, SNAPSHOTS, WHOLE, Partition
 from xpipe.sim.trace import DomainTrace
 
-#: Bytes of snapshots kept in memory per domain when they fit: domains per host replays
-#: every prefix of a mix, so each snapshot is read many times.
-CACHE_BYTES = 256 << 20
-#: Bytes a loaded frame takes: frame index, hash, page type.
-FRAME_BYTES = 13
+#: Bytes of snapshots kept in memory, over all domains a process loads, first come first kept:
+#: domains per host replays every prefix of a mix, so each snapshot is read many times.
+CACHE_BYTES = 512 << 20
+_cached = [0]  # bytes kept so far
 
 
 def in_frame_order(pages: pl.LazyFrame) -> pl.LazyFrame:
@@ -35,9 +34,8 @@ def snapshot_summary(pages: pl.LazyFrame) -> pl.DataFrame:
         .collect())
 
 
-def _snapshot_loader(path: Path, frames: int, share: Partition | None = None):
-    """``load_part(k, partition)`` over a PAGES file, or over a PAGE_SHARES file holding
-    only ``share``; ``frames``: the domain's frames over all its snapshots."""
+def _snapshot_loader(path: Path, share: Partition | None = None):
+    """``load_part(k, partition)`` over a PAGES file, or over a PAGE_SHARES file holding only ``share``."""
     kept: dict[tuple[int, Partition], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def load_part(k: int, part: Partition) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -53,8 +51,10 @@ def _snapshot_loader(path: Path, frames: int, share: Partition | None = None):
         df = rows.select("frame", "hash", pl.col("page_type").to_physical()).collect()
         got = (df["frame"].to_numpy(), df["hash"].to_numpy(),
                df["page_type"].to_numpy().astype(np.uint8))
-        if frames * FRAME_BYTES // part.count <= CACHE_BYTES:
+        size = sum(a.nbytes for a in got)
+        if _cached[0] + size <= CACHE_BYTES:
             kept[(k, part)] = got
+            _cached[0] += size
         return got
 
     return load_part
@@ -89,7 +89,7 @@ def _domain(snaps: pl.DataFrame, pages: Path, reads: str | Path, share: Partitio
     if (snaps["frames"] != frames).any():
         k = int(snaps.filter(pl.col("frames") != frames)["snapshot"][0])
         raise ValueError(f"domain {snaps['domain'][0]} snapshot {k}: {snaps['frames'][k]} frames, expected {frames}")
-    load_part = _snapshot_loader(pages, int(snaps["frames"].sum()), share)
+    load_part = _snapshot_loader(pages, share)
     r = pl.read_parquet(reads, columns=["time_s", "hash"])
     return DomainTrace(
         id=snaps["domain"][0],
