@@ -2,8 +2,8 @@
 slots holding one copy of each content, with an eviction rule.
 
 Contents are dense integer ids (0..n-1), not hashes: the replay maps every
-hash it will ever look up to an id once (a sort), so the hot loop indexes flat
-arrays instead of probing a hash table. The loop is compiled with numba; all
+hash it will ever look up to an id once (``dense_ids``), so the hot loop indexes
+flat arrays instead of probing a hash table. The loop is compiled with numba; all
 the rules share one structure, frequency buckets of doubly linked lists:
 
 - LRU: every entry stays in bucket 1; a hit moves it to the bucket's tail.
@@ -14,8 +14,14 @@ the rules share one structure, frequency buckets of doubly linked lists:
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 _NIL = -1
 
@@ -130,47 +136,133 @@ def _access_recency(ids, capacity, move_on_hit, in_area, link, head, tail, meta,
     meta[0] = size
 
 
-@njit(cache=True, nogil=True)
-def _slot(key, mask):
-    # Fibonacci hashing: spreads small or patterned keys (not only xxh3 hashes) over the table.
-    return ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
+@intrinsic
+def _prefetch(typingctx, arr, index):
+    """Ask the CPU to start loading ``arr[index]`` into the cache (llvm.prefetch, read, keep)."""
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, index), codegen
+
+
+#: How many keys ahead the numbering prefetches its table slot: a lookup misses
+#: the cache on a large table, and the prefetches let several misses overlap.
+_AHEAD = 16
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _slot(key, shift):
+    # Fibonacci hashing, the top bits of the product: spreads small or patterned
+    # keys (not only xxh3 hashes) over the table.
+    return (key * np.uint64(0x9E3779B97F4A7C15)) >> shift
 
 
 @njit(cache=True, nogil=True)
-def _first_seen_ids(keys):
-    """(id of each key by first occurrence, the distinct keys in that order), via open addressing."""
+def _number(keys, start, table, shift, uniq, count, ids):
+    """Number ``keys[start:]`` by first occurrence into ``ids``, new keys appended to
+    ``uniq`` (``count`` so far). Stops once the table is half full: returns (keys
+    done, count). ``table`` is open addressing, linear probing: (key, id + 1) per
+    slot side by side, so a lookup reads one cache line; id + 1 == 0 marks it empty."""
     n = keys.shape[0]
-    uniq = np.empty(n, dtype=np.uint64)
-    ids = np.empty(n, dtype=np.int64)
-    cap = 1 << 16
-    table = np.full(cap, -1, dtype=np.int64)  # slot -> id, -1 empty; key is uniq[id]
-    count = 0
-    for k in range(n):
+    mask = np.uint64(table.shape[0] // 2 - 1)
+    half = table.shape[0] // 4
+    for k in range(start, n):
+        if k + _AHEAD < n:
+            _prefetch(table, 2 * _slot(keys[k + _AHEAD], shift))
         key = keys[k]
-        mask = np.uint64(cap - 1)
-        s = _slot(key, mask)
+        s = _slot(key, shift)
         while True:
-            j = table[s]
-            if j == -1:
-                table[s] = count
+            tag = table[2 * s + 1]
+            if tag == 0:
+                table[2 * s] = key
+                table[2 * s + 1] = count + 1
                 uniq[count] = key
                 ids[k] = count
                 count += 1
+                if count > half:
+                    return k + 1, count
                 break
-            if uniq[j] == key:
-                ids[k] = j
+            if table[2 * s] == key:
+                ids[k] = tag - 1
                 break
             s = (s + np.uint64(1)) & mask
-        if 2 * count > cap:  # keep the load factor under 1/2: double and reinsert
-            cap *= 2
-            table = np.full(cap, -1, dtype=np.int64)
-            mask = np.uint64(cap - 1)
-            for j in range(count):
-                s = _slot(uniq[j], mask)
-                while table[s] != -1:
-                    s = (s + np.uint64(1)) & mask
-                table[s] = j
-    return ids, uniq[:count]
+    return n, count
+
+
+@njit(cache=True, nogil=True)
+def _reinsert(uniq, table, shift):
+    """Put ``uniq`` (distinct keys, id = position) into an empty ``table``."""
+    mask = np.uint64(table.shape[0] // 2 - 1)
+    for j in range(uniq.shape[0]):
+        s = _slot(uniq[j], shift)
+        while table[2 * s + 1] != 0:
+            s = (s + np.uint64(1)) & mask
+        table[2 * s] = uniq[j]
+        table[2 * s + 1] = j + 1
+
+
+@njit(cache=True, nogil=True)
+def _find(key, table, shift):
+    """The id ``table`` holds for ``key``; -1 when it holds none."""
+    mask = np.uint64(table.shape[0] // 2 - 1)
+    s = _slot(key, shift)
+    while True:
+        tag = table[2 * s + 1]
+        if tag == 0:
+            return np.int64(-1)
+        if table[2 * s] == key:
+            return np.int64(tag - 1)
+        s = (s + np.uint64(1)) & mask
+
+
+@njit(cache=True, nogil=True)
+def _rank_ids(ids, count, universe, table, shift):
+    """Replace each first-seen id in ``ids`` (``count`` of them, in ``table``) by its
+    key's position in ``universe`` (sorted, holding every key): cheaper than argsorting."""
+    rank = np.empty(count, dtype=np.int64)
+    for r in range(universe.shape[0]):
+        if r + _AHEAD < universe.shape[0]:
+            _prefetch(table, 2 * _slot(universe[r + _AHEAD], shift))
+        j = _find(universe[r], table, shift)
+        if j >= 0:
+            rank[j] = r
+    for k in range(ids.shape[0]):
+        ids[k] = rank[ids[k]]
+
+
+def _first_seen_ids(keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.uint64]:
+    """Write each of uint64 ``keys``' id by first occurrence to ``ids``. Returns the
+    distinct keys in that order, the table mapping them to ids and its shift."""
+    n = len(keys)
+    uniq = np.empty(n, dtype=np.uint64)  # only the distinct keys' pages are ever touched
+    # room before the table first grows (which rehashes every key held): all of a
+    # small input's keys, else about n / 8, in at most 2**21 slots (32 MiB)
+    bits = max(3, min(max(n // 8, min(n, 1 << 15)).bit_length(), 20) + 1)
+    done = count = 0
+    while True:
+        # numpy allocates the table (not numba): it asks the kernel for huge pages,
+        # which spares a TLB miss on most lookups of a large table
+        table = np.zeros(2 << bits, dtype=np.uint64)
+        shift = np.uint64(64 - bits)
+        _reinsert(uniq[:count], table, shift)
+        done, count = _number(keys, done, table, shift, uniq, count, ids)
+        if done == n:
+            return uniq[:count], table, shift
+        bits += 1  # keep the load factor under 1/2: double and reinsert
+
+
+#: dense_ids numbers this many pieces of a large input at once, one thread each
+#: (numba releases the GIL); each piece has its own table.
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+_PIECE_MIN = 1 << 18  # smaller pieces are not worth a thread
 
 
 def dense_ids(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,11 +273,18 @@ def dense_ids(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sorted, several times faster than np.unique's sort of every key when keys repeat.
     """
     keys = np.ascontiguousarray(keys, dtype=np.uint64)
-    first_ids, uniq = _first_seen_ids(keys)
-    order = np.argsort(uniq)
-    rank = np.empty(len(uniq), dtype=np.int64)
-    rank[order] = np.arange(len(uniq), dtype=np.int64)
-    return uniq[order], rank[first_ids]
+    ids = np.empty(len(keys), dtype=np.int64)
+    bounds = np.linspace(0, len(keys), max(1, min(_THREADS, len(keys) // _PIECE_MIN)) + 1).astype(np.int64)
+    pieces = [slice(lo, hi) for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+    with ThreadPoolExecutor(len(pieces)) as pool:
+        numbered = list(pool.map(lambda p: _first_seen_ids(keys[p], ids[p]), pieces))
+        # the pieces' distinct keys, sorted, each once (a key may be in several pieces)
+        universe = np.sort(np.concatenate([np.zeros(0, np.uint64)] + [uniq for uniq, _, _ in numbered]))
+        first = np.ones(len(universe), dtype=bool)
+        first[1:] = universe[1:] != universe[:-1]
+        universe = universe[first]
+        list(pool.map(lambda p, u: _rank_ids(ids[p], len(u[0]), universe, u[1], u[2]), pieces, numbered))
+    return universe, ids
 
 
 def group_ids(keys: np.ndarray) -> tuple[np.ndarray, int]:
@@ -193,7 +292,8 @@ def group_ids(keys: np.ndarray) -> tuple[np.ndarray, int]:
 
     The grouping np.unique gives, without sorting anything.
     """
-    ids, uniq = _first_seen_ids(np.ascontiguousarray(keys, dtype=np.uint64))
+    ids = np.empty(len(keys), dtype=np.int64)
+    uniq, _, _ = _first_seen_ids(np.ascontiguousarray(keys, dtype=np.uint64), ids)
     return ids, len(uniq)
 
 

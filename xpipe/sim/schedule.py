@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from xpipe.hashing import ZERO_HASH
 from xpipe.sim.area import dense_ids
@@ -34,7 +35,7 @@ class Schedule:
     frames: np.ndarray  # int64 per domain
     zero: np.ndarray  # bool per time: some started frame of the mix holds the zero page
     read_time: np.ndarray  # every read in replay order (ties: mix order, then trace order)
-    read_dom: np.ndarray  # int32: the reading domain's index
+    read_dom: np.ndarray  # intp: the reading domain's index
     read_hash: np.ndarray  # uint64
     read_ids: np.ndarray  # int64: the read content's position in universe
     read_end: np.ndarray  # per time: reads fed before its frames end here (the rest after the last time's)
@@ -53,13 +54,70 @@ class Schedule:
         return ends - sizes, int(ends[-1]) if len(ends) else 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _before(t, pos, a, b):
+    """Whether domain a's next read comes before domain b's: earlier, or as early and a is first in the mix."""
+    ta, tb = t[pos[a]], t[pos[b]]
+    return ta < tb or (ta == tb and a < b)
+
+
+@njit(cache=True, nogil=True)
+def _merge(t, h, bounds, out_t, out_dom, out_h):
+    """Merge the reads of domains i = bounds[i]:bounds[i + 1] of ``t`` and ``h``, each
+    domain's in time order, into replay order: a heap of the domains with reads left,
+    keyed by their next read (pos[i])."""
+    k = bounds.shape[0] - 1
+    pos = bounds[:-1].copy()
+    heap = np.empty(k, dtype=np.int64)
+    m = 0
+    for i in range(k):
+        if pos[i] < bounds[i + 1]:
+            heap[m] = i
+            j = m
+            m += 1
+            while j > 0 and _before(t, pos, heap[j], heap[(j - 1) // 2]):
+                heap[j], heap[(j - 1) // 2] = heap[(j - 1) // 2], heap[j]
+                j = (j - 1) // 2
+    for r in range(out_t.shape[0]):
+        i = heap[0]
+        p = pos[i]
+        out_t[r], out_dom[r], out_h[r] = t[p], i, h[p]
+        pos[i] = p + 1
+        if p + 1 == bounds[i + 1]:
+            m -= 1
+            heap[0] = heap[m]
+        j = 0
+        while True:  # sift the top down
+            c = 2 * j + 1
+            if c >= m:
+                break
+            if c + 1 < m and _before(t, pos, heap[c + 1], heap[c]):
+                c += 1
+            if not _before(t, pos, heap[c], heap[j]):
+                break
+            heap[j], heap[c] = heap[c], heap[j]
+            j = c
+
+
 def _merged_reads(domains: Sequence[DomainTrace]):
-    """All reads in replay order: (time, domain index, hash)."""
-    t = np.concatenate([d.read_times for d in domains]) if domains else np.zeros(0)
-    dom = np.concatenate([np.full(len(d.read_times), i, np.int32) for i, d in enumerate(domains)])
-    h = np.concatenate([d.read_hashes for d in domains]).astype(np.uint64, copy=False)
-    order = np.lexsort((dom, t))  # stable: trace order within a domain kept
-    return t[order], dom[order], h[order]
+    """All reads in replay order: (time, domain index, hash), the hashes followed by the zero page's.
+
+    Ties keep mix order, then trace order: what a stable sort of every read by time
+    gives, by a merge that needs no sort of every read (a domain's reads are in
+    time order; one whose are not is put in order first)."""
+    t = np.concatenate([np.zeros(0)] + [d.read_times for d in domains]).astype(np.float64, copy=False)
+    h = np.concatenate([np.zeros(0, np.uint64)] + [d.read_hashes for d in domains]).astype(np.uint64, copy=False)
+    bounds = np.cumsum([0] + [len(d.read_times) for d in domains], dtype=np.int64)
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        if hi - lo > 1 and np.any(t[lo + 1:hi] < t[lo:hi - 1]):
+            order = lo + np.argsort(t[lo:hi], kind="stable")
+            t[lo:hi], h[lo:hi] = t[order], h[order]
+    n = len(t)
+    # intp: np.bincount takes the domain indexes without a copy
+    out_t, out_dom, out_h = np.empty(n), np.empty(n, dtype=np.intp), np.empty(n + 1, dtype=np.uint64)
+    _merge(t, h, bounds, out_t, out_dom, out_h)
+    out_h[n] = ZERO_HASH
+    return out_t, out_dom, out_h
 
 
 def schedule(domains: Sequence[DomainTrace], snapshot_every: int) -> Schedule:
@@ -69,7 +127,7 @@ def schedule(domains: Sequence[DomainTrace], snapshot_every: int) -> Schedule:
     r_time, r_dom, r_hash = _merged_reads(domains)
     if not len(times):  # I/O-only domains: one time, after every read, with no frames
         times = np.array([r_time.max() if len(r_time) else 0.0])
-    universe, r_ids = dense_ids(np.append(r_hash, ZERO_HASH))  # = np.unique(..., return_inverse=True)
+    universe, r_ids = dense_ids(r_hash)  # = np.unique(..., return_inverse=True), the zero page included
     shown = np.full((len(times), len(domains)), -1, dtype=np.int64)
     for i, (d, k) in enumerate(zip(domains, kept)):
         if len(k):
@@ -80,6 +138,6 @@ def schedule(domains: Sequence[DomainTrace], snapshot_every: int) -> Schedule:
         for s in np.unique(shown[:, i][shown[:, i] >= 0]):
             zero[shown[:, i] == s, i] = d.has_zero(int(s))
     return Schedule(times=times, shown=shown, frames=np.array([d.frames for d in domains], dtype=np.int64),
-                    zero=zero.any(axis=1), read_time=r_time, read_dom=r_dom, read_hash=r_hash,
-                    read_ids=r_ids[:-1].astype(np.int64, copy=False),
+                    zero=zero.any(axis=1), read_time=r_time, read_dom=r_dom, read_hash=r_hash[:-1],
+                    read_ids=r_ids[:-1],
                     read_end=np.searchsorted(r_time, times, side="right"), universe=universe)
