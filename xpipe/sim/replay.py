@@ -244,7 +244,7 @@ def replay_prepared(p: Prepared, spec: RunSpec, with_types: bool = True) -> Part
         area_mapped = int(np.count_nonzero(np.bincount(inv, minlength=n_groups))) if len(idx) else 0
         if with_types and len(idx):
             _tally_types(tally, f.types, idx, inv, n_groups, frame_dom, n_dom)
-        per_dom_present = f.derived("per_domain", lambda: np.bincount(frame_dom[f.present], minlength=n_dom))
+        per_dom_present = f.derived("per_domain", lambda f=f: np.bincount(frame_dom[f.present], minlength=n_dom))
         per_dom_mapped = np.bincount(frame_dom[idx], minlength=n_dom)
         per_dom_cow = np.bincount(frame_dom[shared.cow], minlength=n_dom)
         for i, d in enumerate(domains):

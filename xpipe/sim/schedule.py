@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from xpipe.hashing import ZERO_HASH
 from xpipe.sim.area import dense_ids
@@ -54,57 +53,14 @@ class Schedule:
         return ends - sizes, int(ends[-1]) if len(ends) else 0
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _before(t, pos, a, b):
-    """Whether domain a's next read comes before domain b's: earlier, or as early and a is first in the mix."""
-    ta, tb = t[pos[a]], t[pos[b]]
-    return ta < tb or (ta == tb and a < b)
-
-
-@njit(cache=True, nogil=True)
-def _merge(t, h, bounds, out_t, out_dom, out_h):
-    """Merge the reads of domains i = bounds[i]:bounds[i + 1] of ``t`` and ``h``, each
-    domain's in time order, into replay order: a heap of the domains with reads left,
-    keyed by their next read (pos[i])."""
-    k = bounds.shape[0] - 1
-    pos = bounds[:-1].copy()
-    heap = np.empty(k, dtype=np.int64)
-    m = 0
-    for i in range(k):
-        if pos[i] < bounds[i + 1]:
-            heap[m] = i
-            j = m
-            m += 1
-            while j > 0 and _before(t, pos, heap[j], heap[(j - 1) // 2]):
-                heap[j], heap[(j - 1) // 2] = heap[(j - 1) // 2], heap[j]
-                j = (j - 1) // 2
-    for r in range(out_t.shape[0]):
-        i = heap[0]
-        p = pos[i]
-        out_t[r], out_dom[r], out_h[r] = t[p], i, h[p]
-        pos[i] = p + 1
-        if p + 1 == bounds[i + 1]:
-            m -= 1
-            heap[0] = heap[m]
-        j = 0
-        while True:  # sift the top down
-            c = 2 * j + 1
-            if c >= m:
-                break
-            if c + 1 < m and _before(t, pos, heap[c + 1], heap[c]):
-                c += 1
-            if not _before(t, pos, heap[c], heap[j]):
-                break
-            heap[j], heap[c] = heap[c], heap[j]
-            j = c
-
-
 def _merged_reads(domains: Sequence[DomainTrace]):
     """All reads in replay order: (time, domain index, hash), the hashes followed by the zero page's.
 
     Ties keep mix order, then trace order: what a stable sort of every read by time
     gives, by a merge that needs no sort of every read (a domain's reads are in
     time order; one whose are not is put in order first)."""
+    from xpipe.sim.loops import _merge
+
     t = np.concatenate([np.zeros(0)] + [d.read_times for d in domains]).astype(np.float64, copy=False)
     h = np.concatenate([np.zeros(0, np.uint64)] + [d.read_hashes for d in domains]).astype(np.uint64, copy=False)
     bounds = np.cumsum([0] + [len(d.read_times) for d in domains], dtype=np.int64)
