@@ -140,7 +140,8 @@ BAD = [
     ({**BUSYBOX, "times_s": [0, 20]}, "times_s[0]: 0 is less than or equal to the minimum of 0"),
     ({**BUSYBOX, "batch_size": 0}, "batch_size: 0 is less than the minimum of 1"),
     ({**BUSYBOX, "times_s": None, "interval_s": 60, "count": 0}, "count: 0 is less than the minimum of 1"),
-    (with_domain(BUSYBOX, memory_mib=4096), "domains[0].memory_mib: 4096 is greater than the maximum of 2048"),
+    (with_domain(BUSYBOX, memory_mib=65537), "domains[0].memory_mib: 65537 is greater than the maximum of 65536"),
+    (with_domain(BUSYBOX, memory_mib=32), "domains[0].memory_mib: 32 is less than the minimum of 64"),
     ({**BUSYBOX, "times_s": []}, "times_s: [] should be non-empty"),
     # not increasing
     ({**BUSYBOX, "times_s": [20, 30, 25]},

@@ -263,11 +263,17 @@ def test_no_previous_snapshot(tmp_path):
         read_delta_snapshot(path, None)
 
 
-def test_previous_snapshot_not_frames_from_zero(tmp_path):
+def test_delta_names_frames_by_index_in_frame_order(tmp_path):
+    """A guest with RAM above 4 GiB has frames 0..N-1 no more: a delta's frame numbers are
+    indexes into the previous snapshot's frames, in order, which must increase."""
     path = delta_file(tmp_path / "d.xxhd", VALID)
+    gfn = np.concatenate([np.arange(4), 0x100000 + np.arange(4)])
+    got_gfn, got = apply_delta(path, read_delta(path), (gfn, A))
+    assert np.array_equal(got_gfn, gfn)
+    assert np.array_equal(got, read_delta_snapshot(path, prev(A))[1])
     with pytest.raises(InputError, match=re.escape(
-            f"{path}, offset 16: expected a previous snapshot of frames 0..7, one hash each")):
-        apply_delta(path, read_delta(path), (np.arange(8) + 1, A))
+            f"{path}, offset 16: expected a previous snapshot of increasing frame numbers, one hash each")):
+        apply_delta(path, read_delta(path), (gfn[::-1].copy(), A))
 
 
 def test_another_previous_snapshot(tmp_path):

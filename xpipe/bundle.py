@@ -38,6 +38,14 @@ DELTA_ENTRY = 12
 #: Frame numbers are u32: at most 2**32 frames (16 TiB of guest memory).
 DELTA_MAX_FRAMES = 1 << 32
 
+#: A `pages` file of a guest whose RAM is not frames 0..N-1 (a PC guest above 3.5 GiB has
+#: RAM above 4 GiB) starts with its memory map: magic, version, the number of ranges R, then
+#: R (first frame, frames) pairs (u64, increasing, apart); then the hashes as in any `pages`
+#: file, frame order. A file of frames 0..N-1 has no header.
+PAGES_MAGIC = b"XPPAGES\0"
+PAGES_VERSION = 1
+PAGES_HEADER = struct.Struct("<8sII")
+
 
 def u64_bytes(values: np.ndarray) -> bytes:
     """Little-endian u64 words: the layout of every compact file."""
@@ -66,7 +74,8 @@ def words_crc(hashes: np.ndarray) -> int:
 
 
 def delta_bytes(previous: np.ndarray, current: np.ndarray) -> bytes:
-    """A page-delta file taking page hashes ``previous`` (frame 0 first) to ``current``."""
+    """A page-delta file taking page hashes ``previous`` (of the same frames, in frame order)
+    to ``current``; it names the changed frames by their index in that order."""
     previous = np.asarray(previous, dtype=np.uint64)
     current = np.asarray(current, dtype=np.uint64)
     if len(previous) != len(current):
@@ -85,11 +94,36 @@ def write_delta(path: Path, previous: np.ndarray, current: np.ndarray, compress:
     return write_compact(path, delta_bytes(previous, current), compress)
 
 
-def write_pages(path: Path, hashes: np.ndarray, previous: np.ndarray | None, compress: bool) -> tuple[str, Path]:
-    """A snapshot's page hashes as a `pages` file ``path`` (e.g. s3.xxh) or, given the domain's
-    previous snapshot's hashes ``previous`` and when it is the smaller file written, as a
-    `delta` file (s3.xxhd); ``.gz`` added when compressing. Returns (manifest kind, path)."""
-    full = u64_bytes(hashes)
+def frame_ranges(gfn: np.ndarray) -> list[tuple[int, int]]:
+    """(first frame, frames) of each run of consecutive frame numbers in increasing ``gfn``."""
+    gfn = np.asarray(gfn, dtype=np.int64)
+    if not len(gfn):
+        return []
+    breaks = np.flatnonzero(np.diff(gfn) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [len(gfn)]])
+    return [(int(gfn[a]), int(b - a)) for a, b in zip(starts, ends)]
+
+
+def pages_bytes(hashes: np.ndarray, gfn: np.ndarray | None = None) -> bytes:
+    """A `pages` file of ``hashes`` of frames ``gfn`` (increasing; None: 0..N-1), with the
+    memory map header only when the frames are not 0..N-1."""
+    ranges = frame_ranges(gfn) if gfn is not None else []
+    if len(ranges) <= 1 and (not ranges or ranges[0][0] == 0):
+        return u64_bytes(hashes)
+    if (np.diff(np.asarray(gfn, dtype=np.int64)) <= 0).any():
+        raise ValueError("a pages file needs increasing frame numbers")
+    header = PAGES_HEADER.pack(PAGES_MAGIC, PAGES_VERSION, len(ranges))
+    return header + u64_bytes(np.array(ranges, dtype=np.uint64).ravel()) + u64_bytes(hashes)
+
+
+def write_pages(path: Path, hashes: np.ndarray, previous: np.ndarray | None, compress: bool,
+                gfn: np.ndarray | None = None) -> tuple[str, Path]:
+    """A snapshot's page hashes (of frames ``gfn``, None for 0..N-1) as a `pages` file ``path``
+    (e.g. s3.xxh) or, given the domain's previous snapshot's hashes ``previous`` (of the same
+    frames) and when it is the smaller file written, as a `delta` file (s3.xxhd); ``.gz``
+    added when compressing. Returns (manifest kind, path)."""
+    full = pages_bytes(hashes, gfn)
     if previous is not None:
         delta = delta_bytes(previous, hashes)
         if len(encode(delta, compress)) < len(encode(full, compress)):

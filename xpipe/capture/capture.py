@@ -3,42 +3,70 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from xpipe.bundle import disk_block_hashes, relative, u64_bytes, write_compact, write_manifest, write_pages
 from xpipe.capture.errors import CaptureError
-from xpipe.capture.guest import Guest, GuestConfig
+from xpipe.capture.guest import HIGH_RAM_GFN, Guest, GuestConfig
 from xpipe.capture.host import make_scratch, qemu_version
 from xpipe.capture.images import GuestImage, guest_image
+from xpipe.capture.progress import Progress
 from xpipe.capture.spec import CaptureSpec, DomainSpec
 from xpipe.hashing import ZERO_HASH
 from xpipe.readers.kdump import read_kdump
-from xpipe.readers.memdump import read_pmemsave
 
 log = logging.getLogger(__name__)
 
 
-def run_capture(spec: CaptureSpec, out: Path, keep_raw: bool = False, compress: bool = True) -> Path:
-    """Capture ``spec`` into bundle folder ``out``; returns the manifest path."""
+#: Written last into each domain's folder of a finished batch: its manifest entry and what it
+#: was recorded from. A capture started again keeps a batch only when all its domains have one
+#: that matches the spec and names files that exist; anything else of the batch is redone.
+COMPLETE = "complete.yaml"
+
+
+def run_capture(spec: CaptureSpec, out: Path, compress: bool = True, name: str = "capture") -> Path:
+    """Capture ``spec`` into bundle folder ``out``; returns the manifest path. ``name`` (the
+    spec's) labels the progress lines. Batches already in ``out`` from an earlier run of the
+    same spec are kept (see COMPLETE), the others recorded."""
     spec.validate()
     images, about = _domain_images(spec)
     out.mkdir(parents=True, exist_ok=True)
+    batches = [spec.domains[i : i + spec.batch_size] for i in range(0, len(spec.domains), spec.batch_size)]
+    progress = Progress(name, [[d.id for d in b] for b in batches], spec.times_s)
+    kept = {}
+    for b, batch in enumerate(batches):
+        entries = _finished(out, spec, images, batch, compress)
+        if entries is not None:
+            kept[b] = entries
+            progress.kept([d.id for d in batch])
     work = make_scratch("xpipe-capture")
     try:
         disks = {im.disk_name: im for im in images.values()}
-        disk_entries = {name: _write_disk(im, out, compress) for name, im in disks.items()}
+        disk_entries = {disk: _write_disk(im, out, compress) for disk, im in disks.items()}
         domains: list[dict[str, Any]] = []
-        batches = [
-            spec.domains[i : i + spec.batch_size] for i in range(0, len(spec.domains), spec.batch_size)
-        ]
-        for b, batch in enumerate(batches, start=1):
-            log.info("batch %d/%d: %s", b, len(batches), ", ".join(d.id for d in batch))
-            domains += _run_batch(spec, images, batch, out, work, keep_raw, compress)
+        for b, batch in enumerate(batches):
+            ids = ", ".join(d.id for d in batch)
+            if b in kept:
+                log.info("batch %d/%d: %s recorded before (%s); kept", b + 1, len(batches), ids, COMPLETE)
+                domains += kept[b]
+                continue
+            log.info("batch %d/%d: %s", b + 1, len(batches), ids)
+            for d in batch:  # a batch interrupted before: its files go, and it is recorded again
+                shutil.rmtree(out / d.id, ignore_errors=True)
+            progress.batch_started()
+            entries = _run_batch(spec, images, batch, out, work, compress, progress)
+            for d, entry in zip(batch, entries):
+                _write_complete(out / d.id, _recipe(spec, images, batch, d, compress), entry)
+            progress.batch_finished()
+            domains += entries
     finally:
         shutil.rmtree(work, ignore_errors=True)
     path = write_manifest(
@@ -50,6 +78,46 @@ def run_capture(spec: CaptureSpec, out: Path, keep_raw: bool = False, compress: 
     )
     log.info("wrote %s (%d domains, %d snapshots each)", path, len(domains), len(spec.times_s))
     return path
+
+
+def _recipe(spec: CaptureSpec, images: dict[str, Any], batch: list[DomainSpec], d: DomainSpec,
+            compress: bool) -> dict[str, Any]:
+    """What a domain's files were recorded from: equal recipes, equal captures (up to the
+    guests' own timing)."""
+    image = images[d.id]
+    return {"guest": spec.guest, "image": image.root_disk.name, "kernel": image.kernel.name,
+            "workload": d.workload, "memory_mib": d.memory_mib, "times_s": [float(t) for t in spec.times_s],
+            "snapshot_format": spec.snapshot_format, "batch": [x.id for x in batch], "gzip": compress}
+
+
+def _write_complete(folder: Path, recipe: dict[str, Any], entry: dict[str, Any]) -> None:
+    tmp = folder / f".{COMPLETE}.tmp"
+    tmp.write_text(yaml.safe_dump({"recipe": recipe, "entry": entry}, sort_keys=False))
+    os.replace(tmp, folder / COMPLETE)  # last, and whole: its presence means the domain is complete
+
+
+def _finished(out: Path, spec: CaptureSpec, images: dict[str, Any], batch: list[DomainSpec],
+              compress: bool) -> list[dict[str, Any]] | None:
+    """The manifest entries of ``batch`` when an earlier run recorded all of it from the same
+    recipe and every file they name is there; else None (the batch is recorded again)."""
+    entries = []
+    for d in batch:
+        try:
+            done = yaml.safe_load((out / d.id / COMPLETE).read_text())
+        except (OSError, yaml.YAMLError):
+            return None
+        if not isinstance(done, dict) or done.get("recipe") != _recipe(spec, images, batch, d, compress):
+            if (out / d.id / COMPLETE).exists():
+                log.info("%s: recorded before from another spec; recording it again", d.id)
+            return None
+        entry = done.get("entry") or {}
+        files = [entry.get("reads"), entry.get("console")] + [
+            v for s in entry.get("snapshots", []) for k, v in s.items() if k not in ("time_s", "taken_at_s",
+                                                                                    "guest_uptime_s")]
+        if not all(isinstance(f, str) and (out / f).is_file() for f in files):
+            return None
+        entries.append(entry)
+    return entries
 
 
 def _domain_images(spec: CaptureSpec) -> tuple[dict[str, Any], str]:
@@ -71,25 +139,18 @@ def _write_disk(image: GuestImage, out: Path, compress: bool) -> dict[str, Any]:
     return {"block_hashes": relative(path, out), "size_bytes": image.root_disk.stat().st_size}
 
 
-def dump_hashes(raw: Path, frames: int) -> np.ndarray:
-    """Page hashes of a guest's pmemsave dump, which must hold exactly one page per guest frame."""
-    _, hashes = read_pmemsave(raw)
-    if len(hashes) != frames:
-        raise CaptureError(f"{raw}: expected {frames} frames, found {len(hashes)}")
-    return hashes
-
-
 def _run_batch(
     spec: CaptureSpec,
     images: dict[str, Any],
     batch: list[DomainSpec],
     out: Path,
     work: Path,
-    keep_raw: bool,
     compress: bool,
+    progress: Progress,
 ) -> list[dict[str, Any]]:
     """Boot ``batch`` side by side, each guest from its domain's image, snapshot them at the
-    spec's times and return their manifest entries."""
+    spec's times and return their manifest entries. Every guest started is stopped on the
+    way out, whatever the way (signals are held off while they are)."""
     guests = [
         Guest(
             GuestConfig(
@@ -123,13 +184,13 @@ def _run_batch(
                 time.sleep(wait)
             elif wait < -1:
                 log.warning("snapshot %d taken %.1f s late (guests too slow)", i, -wait)
-            entries = _snapshot_all(guests, i, t, out, work, keep_raw, compress, len(spec.times_s),
-                                    spec.snapshot_format, previous)
+            entries = _snapshot_all(guests, i, t, out, compress, len(spec.times_s), spec.snapshot_format,
+                                    previous)
             for g, entry in zip(guests, entries):
                 snaps[g.name].append(entry)
+                progress.snapshot(g.name, i, t)
     finally:
-        for g in guests:
-            g.stop()
+        stop_all(guests)
     entries = []
     for d, g in zip(batch, guests):
         reads = g.root_reads()
@@ -154,20 +215,31 @@ def _run_batch(
     return entries
 
 
+def stop_all(guests: list[Guest]) -> None:
+    """Stop every guest, with SIGINT, SIGTERM and SIGHUP held until all are gone: a second
+    Ctrl-C must not cut the clean-up short (it is delivered right after)."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        for g in guests:
+            g.stop()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _snapshot_all(
     guests: list[Guest],
     i: int,
     t: float,
     out: Path,
-    work: Path,
-    keep_raw: bool,
     compress: bool,
     n: int,
     snapshot_format: str,
     previous: dict[str, np.ndarray],
 ) -> list[dict[str, Any]]:
     """Snapshot ``i`` of every guest of a batch, as close together as possible: all kpageflags
-    copies at once, then one pmemsave per guest (each paused only for its own dump), then hashing.
+    copies at once, then each guest's memory hashed as QEMU streams it (each guest paused only
+    for its own), its files written before the next guest's turn.
     Format ``delta``: a snapshot after a guest's first is stored as the changes to its
     previous one (``previous``, by guest name, updated here) when that file is smaller."""
     t0 = time.monotonic()
@@ -178,38 +250,36 @@ def _snapshot_all(
     answers = [g.wait_kpageflags(i) for g in guests]
     if snapshot_format == "kdump-zlib":
         return _kdump_all(guests, i, t, out, compress, n, taken, answers)
-    raws = []
-    for g in guests:
-        raw = work / f"{g.name}-s{i}.raw"
-        g.pmemsave(raw)
-        raws.append(raw)
     entries = []
-    for g, taken_at, (uptime, nbytes), raw in zip(guests, taken, answers, raws):
-        hashes = dump_hashes(raw, g.cfg.frames)
+    for g, taken_at, (uptime, nbytes) in zip(guests, taken, answers):
+        t1 = time.monotonic()
+        gfn, hashes = g.page_hashes()
+        streamed = time.monotonic() - t1
+        if len(hashes) != g.cfg.frames:
+            raise CaptureError(f"guest {g.name}: QEMU's RAM ranges hold {len(hashes)} frames, "
+                               f"expected {g.cfg.frames} ({g.cfg.memory_mib} MiB)")
         flags = g.kpageflags(i, nbytes)
         base = previous.get(g.name) if snapshot_format == "delta" else None
-        kind, pages = write_pages(out / g.name / f"s{i}.xxh", hashes, base, compress)
+        kind, pages = write_pages(out / g.name / f"s{i}.xxh", hashes, base, compress, gfn)
         previous[g.name] = hashes
         kpf = write_compact(out / g.name / f"s{i}.kpf", u64_bytes(flags), compress)
         changed = f", {int(np.count_nonzero(base != hashes))} changed" if base is not None else ""
-        kept = None
-        if keep_raw:
-            kept = Path(shutil.move(raw, out / g.name / f"s{i}.raw"))
-        else:
-            raw.unlink()
+        high = int(np.count_nonzero(gfn >= HIGH_RAM_GFN))
         zero = int(np.count_nonzero(hashes == ZERO_HASH))
         log.info(
-            "%s: snapshot %d/%d at %.1f s (guest uptime %.1f s): %d frames%s, %d zero, %d distinct non-zero; "
-            "wrote %s %d bytes, kpageflags %d bytes",
+            "%s: snapshot %d/%d at %.1f s (guest uptime %.1f s): %d frames%s%s, %d zero, %d distinct non-zero; "
+            "streamed in %.1f s; wrote %s %d bytes, kpageflags %d bytes",
             g.name,
             i + 1,
             n,
             taken_at,
             uptime,
             len(hashes),
+            f" ({high} above 4 GiB)" if high else "",
             changed,
             zero,
             len(np.unique(hashes[hashes != ZERO_HASH])),
+            streamed,
             kind,
             pages.stat().st_size,
             kpf.stat().st_size,
@@ -221,10 +291,9 @@ def _snapshot_all(
                 "guest_uptime_s": uptime,
                 kind: relative(pages, out),
                 "kpageflags": relative(kpf, out),
-                **({"raw_dump": relative(kept, out)} if kept else {}),
             }
         )
-    log.debug("snapshot %d of %d guests took %.1f s", i, len(guests), time.monotonic() - t0)
+    log.info("snapshot %d/%d of %d guests took %.1f s", i + 1, n, len(guests), time.monotonic() - t0)
     return entries
 
 

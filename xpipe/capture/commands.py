@@ -22,7 +22,7 @@ def _interruptible() -> Iterator[None]:
     """Turn SIGINT/SIGTERM/SIGHUP into KeyboardInterrupt so every `finally` (QEMU, KSM settings) runs."""
 
     def handler(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     # SIGINT too: a capture started from a script in the background has SIGINT ignored.
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -49,11 +49,12 @@ def _run(fn, args: argparse.Namespace) -> int:
     try:
         with _interruptible():
             return fn(args)
-    except (CaptureError, ValueError) as e:  # InputError is a ValueError too
+    except (CaptureError, ValueError, OSError) as e:  # InputError is a ValueError too
         log.error("error: %s", e)
         return 2
-    except KeyboardInterrupt:
-        log.error("interrupted; all guests stopped (and host settings restored)")
+    except KeyboardInterrupt as e:  # Ctrl-C itself carries no name
+        log.error("interrupted by %s; all guests stopped%s", e.args[0] if e.args else "SIGINT",
+                  " and host settings restored" if fn is _validate_ksm else "")
         return 130
 
 
@@ -76,7 +77,8 @@ def add_capture_parser(subparsers) -> argparse.ArgumentParser:
         "capture",
         help="boot QEMU/TCG guests and record a capture bundle (memory hashes, kpageflags, disk reads)",
         description="Boot guests under QEMU/TCG, snapshot their memory at fixed guest times and write "
-        "a capture bundle (docs/capture-bundle.md). Needs scripts/install-capture-deps.sh.",
+        "a capture bundle (docs/capture-bundle.md). Run again into the same folder, it keeps the "
+        "batches of guests already recorded there. Needs scripts/install-capture-deps.sh.",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
     which = p.add_mutually_exclusive_group()
@@ -106,7 +108,6 @@ def add_capture_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--memory-mib", type=int, help="guest memory of every domain")
     p.add_argument("--batch-size", type=int, help="guests booted at once")
     p.add_argument("--boot-timeout", type=float, help="seconds a guest may take to boot")
-    p.add_argument("--keep-raw", action="store_true", help="keep the raw pmemsave dumps (large)")
     p.add_argument("--no-gzip", action="store_true", help="write compact files uncompressed")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=lambda a: _run(_capture, a))
@@ -134,7 +135,8 @@ def _capture(args: argparse.Namespace) -> int:
         spec.batch_size = args.batch_size
     if args.boot_timeout:
         spec.boot_timeout_s = args.boot_timeout
-    path = run_capture(spec, args.output, keep_raw=args.keep_raw, compress=not args.no_gzip)
+    path = run_capture(spec, args.output, compress=not args.no_gzip,
+                       name=args.spec.stem if args.spec else args.preset)
     print(path)
     return 0
 

@@ -1,4 +1,10 @@
-"""One QEMU/TCG guest: start, wait for boot, snapshot (kpageflags + pmemsave), stop.
+"""One QEMU/TCG guest: start, wait for boot, snapshot (kpageflags + page hashes), stop.
+
+Guest RAM is never written to a file: ``page_hashes`` has QEMU ``pmemsave`` each RAM
+range into a FIFO that this process hashes as it reads (xpipe.readers.memdump.hash_stream).
+The ranges are where QEMU maps the RAM block (``info mtree``): a PC guest's RAM is one
+range from 0 up to 3.5 GiB; above that QEMU puts all but the first 3 GiB above 4 GiB
+(gfn 0x100000 on), past the PCI hole.
 
 QEMU runs in its own process group with a parent-death signal, and ``stop`` kills
 that group if QEMU does not quit, so no guest outlives the capture.
@@ -7,12 +13,14 @@ that group if QEMU does not quit, so no guest outlives the capture.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import logging
 import os
 import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +31,24 @@ from xpipe.capture.errors import CaptureError
 from xpipe.capture.host import require_tool
 from xpipe.capture.qmp import QMP, connect_unix
 from xpipe.capture.workloads import KPF_BLOCK
-from xpipe.hashing import PAGES_PER_MIB
+from xpipe.errors import InputError
+from xpipe.hashing import PAGE_SIZE, PAGES_PER_MIB
 from xpipe.pagetypes import KPF
+from xpipe.readers.memdump import hash_stream
 
 log = logging.getLogger(__name__)
 
 #: kpageflags for "no page frame here" (pagemap.rst): fills frames the guest did not report.
 KPF_NOPAGE = 1 << KPF["NOPAGE"]
+#: Where a PC puts the RAM that does not fit below its PCI hole: 4 GiB, frame 0x100000.
+#: /proc/kpageflags runs to the highest frame, so a flags slot holds up to this many more words.
+HIGH_RAM_GFN = 0x100000
+#: fcntl F_SETPIPE_SZ: a 1 MiB FIFO (the most an unprivileged process may ask) takes 256 of
+#: QEMU's 4 KiB writes per read.
+F_SETPIPE_SZ = 1031
+PIPE_BYTES = 1 << 20
+#: pmemsave streams 300-700 MB/s here; a range may take this long per GiB, and 60 s more.
+STREAM_S_PER_GIB = 30.0
 
 
 @dataclass
@@ -49,14 +68,75 @@ class GuestConfig:
 
     @property
     def slot_bytes(self) -> int:
-        """Bytes per snapshot on the flags disk: one u64 per frame, whole 64 KiB blocks, one spare."""
-        return (-(-self.frames * 8 // KPF_BLOCK) + 1) * KPF_BLOCK
+        """Bytes per snapshot on the flags disk: one u64 per frame number up to the highest
+        RAM can have (its frames plus a hole below 4 GiB), whole 64 KiB blocks, one spare.
+        The disk is sparse: only what the guest copies takes space, one slot at a time."""
+        return (-(-(self.frames + HIGH_RAM_GFN) * 8 // KPF_BLOCK) + 1) * KPF_BLOCK
 
 
-def _die_with_parent() -> None:
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent(parent: int) -> None:
     # PR_SET_PDEATHSIG: if the capture process dies (even by SIGKILL), QEMU gets SIGKILL.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+    _libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+
+def _punch(path: Path, offset: int, length: int) -> None:
+    """Free ``length`` bytes at ``offset`` of ``path`` (FALLOC_FL_PUNCH_HOLE | KEEP_SIZE)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        _libc.fallocate(fd, 3, ctypes.c_long(offset), ctypes.c_long(length))  # best effort: space only
+    finally:
+        os.close(fd)
+
+
+#: A RAM region of `info mtree`: START-END (prio P, ram): either "alias NAME @BLOCK OFFSET-END" or "BLOCK".
+_RAM = re.compile(r"^\s+([0-9a-f]+)-([0-9a-f]+) \(prio -?\d+, ram\): "
+                  r"(?:alias \S+ @(\S+) ([0-9a-f]+)-[0-9a-f]+|(\S+))")
+
+
+def ram_ranges(mtree: str, ram_bytes: int) -> list[tuple[int, int]]:
+    """(guest-physical address, bytes) of each range of guest RAM, by address, from QEMU's
+    ``info mtree``: the RAM regions of address space ``memory`` that map one RAM block (as
+    aliases of it, or the block itself), merged where they overlap (the BIOS's shadow RAM
+    below 1 MiB is mapped twice), when they map all ``ram_bytes`` of it once. CaptureError
+    when no block's regions do."""
+    pieces: dict[str, list[tuple[int, int, int]]] = {}
+    inside = False
+    for line in mtree.splitlines():  # HMP ends its lines with CRLF
+        if not line.startswith(" "):  # a section heading, or the blank line after a section
+            inside = line.strip() == "address-space: memory"
+            continue
+        m = _RAM.match(line) if inside else None
+        if m:
+            start, end = int(m.group(1), 16), int(m.group(2), 16) + 1
+            target = m.group(3) or m.group(5)
+            offset = int(m.group(4), 16) if m.group(3) else 0
+            pieces.setdefault(target, []).append((start, end - start, offset))
+    found = []
+    for target, parts in pieces.items():
+        merged: list[list[int]] = []
+        for start, size, _ in sorted(parts):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], start + size)
+            else:
+                merged.append([start, start + size])
+        ranges = [(a, b - a) for a, b in merged]
+        mapped = sum(n for _, n in ranges)
+        found.append(f"{target}: {mapped} bytes")
+        if (mapped == ram_bytes and max(o + n for _, n, o in parts) == ram_bytes
+                and all(a % PAGE_SIZE == 0 and n % PAGE_SIZE == 0 for a, n in ranges)):
+            return ranges
+    raise CaptureError(f"QEMU's memory tree (info mtree) maps no RAM block of the guest's {ram_bytes} bytes "
+                       f"whole (RAM regions found: {', '.join(found) or 'none'})")
+
+
+def ram_frames(ranges: list[tuple[int, int]]) -> np.ndarray:
+    """The guest frame numbers of ``ranges``, in order."""
+    return np.concatenate([np.arange(a // PAGE_SIZE, (a + n) // PAGE_SIZE, dtype=np.int64) for a, n in ranges])
 
 
 class Guest:
@@ -71,6 +151,7 @@ class Guest:
         self.start_epoch_s = 0.0
         self.start_mono = 0.0
         self.ready_uptime_s: float | None = None
+        self._ram: list[tuple[int, int]] | None = None
         wd = cfg.workdir
         self.console = wd / "console.log"
         self.trace = wd / "trace.log"
@@ -78,6 +159,7 @@ class Guest:
         self.kpf_disk = wd / "kpageflags.img"
         self.qmp_sock = wd / "qmp.sock"
         self.ctl_sock = wd / "ctl.sock"
+        self.fifo = wd / "ram.fifo"  # pmemsave writes here, page_hashes reads: no dump on disk
 
     @property
     def name(self) -> str:
@@ -117,8 +199,9 @@ class Guest:
     def start(self) -> None:
         c = self.cfg
         c.workdir.mkdir(parents=True, exist_ok=True)
-        for p in (self.console, self.trace, self.qmp_sock, self.ctl_sock, self.kpf_disk):
+        for p in (self.console, self.trace, self.qmp_sock, self.ctl_sock, self.kpf_disk, self.fifo):
             p.unlink(missing_ok=True)
+        os.mkfifo(self.fifo, 0o600)
         self.events.write_text("blk_co_preadv\nbdrv_open_common\n")
         with open(self.kpf_disk, "wb") as f:
             f.truncate(c.slot_bytes * c.n_snapshots)
@@ -126,6 +209,7 @@ class Guest:
         log.debug("%s: %s", c.name, " ".join(cmd))
         self.start_epoch_s = time.time()
         self.start_mono = time.monotonic()
+        parent = os.getpid()
         with open(c.workdir / "qemu.out", "wb") as out:  # QEMU keeps its own copy of the fd
             self.proc = subprocess.Popen(
                 cmd,
@@ -133,7 +217,7 @@ class Guest:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads here)
+                preexec_fn=lambda: _die_with_parent(parent),  # noqa: PLW1509 (only async-signal-safe calls)
             )
         try:
             self.qmp = QMP(self.qmp_sock)
@@ -204,18 +288,80 @@ class Guest:
                     raise self.failure(f"gave a malformed snapshot answer {line!r}")
                 return float(parts[2]), int(parts[3])
 
-    def pmemsave(self, path: Path, pause: bool = True) -> None:
-        """Dump all guest RAM (guest-physical 0..memory) to ``path``; the guest is paused during
-        the dump unless the caller has paused it already (``pause=False``)."""
+    def ram(self) -> list[tuple[int, int]]:
+        """(guest-physical address, bytes) of each range of guest RAM, asked of QEMU once."""
         assert self.qmp is not None
-        size = self.cfg.memory_mib << 20
-        if not pause:
-            self.qmp.command("pmemsave", val=0, size=size, filename=str(path))
-            return
-        self.qmp.command("stop")
+        if self._ram is None:
+            size = self.qmp.command("query-memory-size-summary")["base-memory"]
+            mtree = self.qmp.command("human-monitor-command", **{"command-line": "info mtree"})
+            try:
+                self._ram = ram_ranges(mtree, size)
+            except CaptureError as e:
+                raise CaptureError(f"guest {self.name}: {e}") from None
+        return self._ram
+
+    def page_hashes(self, pause: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(gfn, hash) of every frame of guest RAM, streamed from QEMU: no dump is written.
+        The guest is paused while it is read unless the caller has paused it (``pause=False``)."""
+        assert self.qmp is not None
+        ranges = self.ram()
+        if pause:
+            self.qmp.command("stop")
+        hashes = np.concatenate([self._stream(address, size) for address, size in ranges])
+        if pause:
+            self.qmp.command("cont")
+        return ram_frames(ranges), hashes
+
+    def _stream(self, address: int, size: int) -> np.ndarray:
+        """Hashes of the pages of guest-physical ``address``..+``size``: QEMU's pmemsave writes
+        them into the FIFO while a thread here reads and hashes them."""
+        assert self.qmp is not None
+        # Open first, non-blocking: QEMU's open for writing then succeeds at once, and a
+        # pmemsave that fails before opening leaves nothing waiting on the other end.
+        fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+        stop = threading.Event()
+        result: dict[str, object] = {}
+
+        def read() -> None:
+            try:
+                result["hashes"] = hash_stream(fd, size // PAGE_SIZE, self.fifo, stop)
+            except (InputError, OSError) as e:
+                result["error"] = e
+
+        reader = threading.Thread(target=read, name=f"hash-{self.name}", daemon=True)
         try:
-            self.qmp.command("pmemsave", val=0, size=size, filename=str(path))
+            try:
+                fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_BYTES)
+            except OSError:  # a lower /proc/sys/fs/pipe-max-size: the default pipe is only slower
+                pass
+            reader.start()
+            try:
+                self.qmp.command("pmemsave", timeout_s=60 + STREAM_S_PER_GIB * size / 2**30,
+                                 val=address, size=size, filename=str(self.fifo))
+            finally:
+                stop.set()  # after a failure nothing more comes; after success QEMU has closed its end
+                reader.join(30)
         finally:
+            os.close(fd)
+        if reader.is_alive():
+            raise self.failure(f"sent guest memory at {address:#x} that was not all read within 30 s")
+        if "error" in result:
+            raise self.failure(f"sent guest memory at {address:#x} that could not be read: {result['error']}")
+        return result["hashes"]  # type: ignore[return-value]
+
+    def pmemsave(self, path: Path, pause: bool = True) -> None:
+        """Write guest RAM to the file ``path`` as a ``pmemsave`` snapshot of a bundle holds it
+        (docs/capture-bundle.md: frames 0..N-1, so only for RAM that is one range from 0);
+        paused as ``page_hashes``. For bundles that keep raw dumps; a capture never does."""
+        assert self.qmp is not None
+        ranges = self.ram()
+        if len(ranges) != 1 or ranges[0][0] != 0:
+            raise CaptureError(f"guest {self.name}: RAM is not one range from address 0 ({ranges}); "
+                               "a raw pmemsave file cannot hold it")
+        if pause:
+            self.qmp.command("stop")
+        self.qmp.command("pmemsave", val=0, size=ranges[0][1], filename=str(path))
+        if pause:
             self.qmp.command("cont")
 
     def pause(self) -> None:
@@ -223,14 +369,18 @@ class Guest:
         self.qmp.command("stop")
 
     def kpageflags(self, index: int, nbytes: int) -> np.ndarray:
-        """Slot ``index`` of the flags disk as one u64 per frame; frames past the
-        ``nbytes`` the guest reported are marked NOPAGE (the kernel lists frames up to max_pfn)."""
-        frames = self.cfg.frames
+        """Slot ``index`` of the flags disk as one u64 per frame number up to the highest RAM
+        frame (/proc/kpageflags is indexed by frame number, the PCI hole included); words past
+        the ``nbytes`` the guest reported are marked NOPAGE (the kernel lists frames up to
+        max_pfn). The slot's space is freed once read."""
+        words = int(ram_frames(self.ram())[-1]) + 1
+        at = index * self.cfg.slot_bytes
         with open(self.kpf_disk, "rb") as f:
-            f.seek(index * self.cfg.slot_bytes)
-            raw = f.read(frames * 8)
-        flags = np.full(frames, KPF_NOPAGE, dtype="<u8")
-        n = min(frames, max(nbytes, 0) // 8)
+            f.seek(at)
+            raw = f.read(words * 8)
+        _punch(self.kpf_disk, at, self.cfg.slot_bytes)
+        flags = np.full(words, KPF_NOPAGE, dtype="<u8")
+        n = min(words, max(nbytes, 0) // 8)
         flags[:n] = np.frombuffer(raw, dtype="<u8", count=n)
         return flags
 

@@ -35,7 +35,8 @@ def cache_dir() -> Path:
 
 
 def scratch_dir() -> Path:
-    """Folder for raw memory dumps: tmpfs (/dev/shm) when it is there, as dumps are large and short-lived."""
+    """Folder for the guests' scratch files (FIFOs, sockets, console and trace logs, the sparse
+    flags disk): tmpfs (/dev/shm) when it is there, as they are short-lived."""
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):
         return shm
@@ -44,7 +45,7 @@ def scratch_dir() -> Path:
 
 def make_scratch(prefix: str) -> Path:
     """A fresh scratch folder ``PREFIX-PID-XXXX`` on tmpfs; first removes those of dead processes
-    (left by a capture that was SIGKILLed, which could not clean up its raw dumps)."""
+    (left by a capture that was SIGKILLed, which could not clean up)."""
     base = scratch_dir()
     for old in base.glob(f"{prefix}-*-*"):
         pid = old.name[len(prefix) + 1 :].split("-", 1)[0]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xpipe.capture.capture import dump_hashes
+from xpipe.capture.capture import stop_all
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.guest import Guest, GuestConfig
 from xpipe.capture.host import make_scratch
@@ -237,20 +237,15 @@ def validate_ksm(n_guests: int, memory_mib: int, settle_timeout_s: float, boot_t
                 _wait_settled(settle_timeout_s)
                 for g in guests:
                     g.pause()
-                # Pagemap before pmemsave: reading a never-touched page would make the host back it.
+                # Pagemap before the memory is read: reading a never-touched page makes the host back it.
                 ram = [guest_ram_mapping(g.pid, size) for g in guests]
                 present = [present_frames(g.pid, r, size) for g, r in zip(guests, ram)]
                 extra = [other_mergeable_pages(g.pid, r) for g, r in zip(guests, ram)]
                 sharing, shared = int(_read("pages_sharing")), int(_read("pages_shared"))
-                hashes = []
-                for g in guests:
-                    raw = work / f"{g.name}.raw"
-                    g.pmemsave(raw, pause=False)  # already paused: keep all guests still
-                    hashes.append(dump_hashes(raw, g.cfg.frames))
-                    raw.unlink()
+                # Already paused: all guests stay still. RAM block order, as the pagemap's.
+                hashes = [g.page_hashes(pause=False)[1] for g in guests]
             finally:
-                for g in guests:
-                    g.stop()
+                stop_all(guests)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     backed = np.concatenate([h[p] for h, p in zip(hashes, present)])

@@ -233,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("capture", help="capture a server spec file into a bundle folder")
     c.add_argument("--spec", type=Path, required=True)
     c.add_argument("-o", "--output", type=Path, required=True)
-    c.add_argument("--keep-raw", action="store_true")
     c.add_argument("--no-gzip", action="store_true")
     for q in (b, c):
         q.add_argument("-v", "--verbose", action="store_true")
@@ -249,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         from xpipe.capture.capture import run_capture
         from xpipe.capture.spec import load_spec
 
-        print(run_capture(load_spec(a.spec), a.output, keep_raw=a.keep_raw, compress=not a.no_gzip))
+        print(run_capture(load_spec(a.spec), a.output, compress=not a.no_gzip, name=a.spec.stem))
         return 0
 
     return _run(build if args.cmd == "build" else capture, args)

@@ -38,19 +38,52 @@ def read_bytes(path: Path) -> bytes:
 def read_u64(path: str | Path) -> np.ndarray:
     """One uint64 per 8 bytes of the file (page hashes, block hashes, kpageflags)."""
     path = Path(path)
-    data = read_bytes(path)
+    return _u64(path, read_bytes(path))
+
+
+def _u64(path: Path, data: bytes, start: int = 0) -> np.ndarray:
+    """``data`` (which starts at byte ``start`` of ``path``) as u64 words."""
     if len(data) % 8:
         raise InputError(
-            path, f"offset {len(data) - len(data) % 8}",
+            path, f"offset {start + len(data) - len(data) % 8}",
             f"expected whole little-endian u64 words, found {len(data) % 8} trailing bytes",
         )
     return np.frombuffer(data, dtype="<u8").astype(np.uint64)
 
 
 def read_page_hashes(path: Path, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """xpipe's compact page-hash file: one u64 per frame, frame 0 first (nothing to hash)."""
-    h = read_u64(path)
-    return np.arange(len(h), dtype=np.int64), h
+    """xpipe's compact page-hash file: one u64 per frame, frame 0 first (nothing to hash), or,
+    after a memory map header (xpipe.bundle.PAGES_MAGIC), one per frame of its ranges."""
+    from xpipe.bundle import PAGES_HEADER, PAGES_MAGIC, PAGES_VERSION
+
+    path = Path(path)
+    data = read_bytes(path)
+    if not data.startswith(PAGES_MAGIC):
+        return np.arange(len(data) // 8, dtype=np.int64), _u64(path, data)
+    if len(data) < PAGES_HEADER.size:
+        raise InputError(path, f"offset {len(data)}", f"expected a {PAGES_HEADER.size}-byte memory map header, "
+                                                      f"the file ends after {len(data)} bytes")
+    _, version, n = PAGES_HEADER.unpack_from(data)
+    if version != PAGES_VERSION:
+        raise InputError(path, "offset 8", f"expected pages file version {PAGES_VERSION}, found {version}")
+    at = PAGES_HEADER.size + 16 * n
+    if n == 0 or len(data) < at:
+        raise InputError(path, "offset 12", f"expected one or more memory ranges that fit the file, found {n}")
+    ranges = np.frombuffer(data, dtype="<u8", count=2 * n, offset=PAGES_HEADER.size).astype(np.int64)
+    first, frames = ranges[0::2], ranges[1::2]
+    ends = first + frames
+    bad = np.flatnonzero((frames <= 0) | (first < 0) | np.concatenate([[False], first[1:] <= ends[:-1]]))
+    if len(bad):
+        i = int(bad[0])
+        raise InputError(path, f"offset {PAGES_HEADER.size + 16 * i}",
+                         f"expected memory ranges of one or more frames, increasing and apart; range {i} is "
+                         f"{int(frames[i])} frames from {int(first[i]):#x}")
+    hashes = _u64(path, data[at:], at)
+    if len(hashes) != int(frames.sum()):
+        raise InputError(path, f"offset {at}", f"expected {int(frames.sum())} page hashes (the memory map's "
+                                               f"frames), found {len(hashes)}")
+    gfn = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in zip(first, ends)])
+    return gfn, hashes
 
 
 def kpageflags_words(gfn: np.ndarray) -> int:
