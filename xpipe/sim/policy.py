@@ -30,6 +30,10 @@ import numpy as np
 from xpipe.pagetypes import PAGE_TYPES
 from xpipe.sim.area import group_ids
 
+#: No frame, as Shared's frame indexes.
+NO_FRAMES = np.zeros(0, dtype=np.int64)
+NO_FRAMES.flags.writeable = False
+
 #: Page types a cooperating guest maps from the area: page-cache pages of disk blocks.
 FILE_TYPES = np.array([PAGE_TYPES.index(t) for t in ("file_code", "file_data", "file")], dtype=np.uint8)
 
@@ -74,20 +78,22 @@ class Frames:
         return self.derived("groups", compute)
 
     def shared_contents(self) -> tuple[np.ndarray, int]:
-        """(mask of the present frames whose content another present frame has, number of such contents)."""
+        """(the present frames whose content another present frame has, as indexes; number of such contents)."""
         def compute():
             groups, n = self.content_groups()
             counts = np.bincount(groups[self.present], minlength=n)
-            return self.present & (counts[groups] >= 2), int(np.count_nonzero(counts >= 2))
+            return np.flatnonzero(self.present & (counts[groups] >= 2)), int(np.count_nonzero(counts >= 2))
         return self.derived("shared", compute)
 
 
 @dataclass
 class Shared:
-    mapped: np.ndarray  # bool per frame: mapped from shared memory
+    # Frames as int64 indexes, increasing: most runs map few of the frames, so the
+    # replay's per-run work follows the frames mapped rather than every frame.
+    mapped: np.ndarray  # the frames mapped from shared memory
     used: int  # pages shared memory holds (of the partition's contents)
     reserved: int  # sharing area's reserved pages (dsa), else 0
-    cow: np.ndarray  # bool per frame: a write broke its sharing at this step
+    cow: np.ndarray  # the frames whose sharing a write broke at this step
 
 
 def groups_of_two_or_more(hashes: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, int]:
@@ -115,12 +121,12 @@ class Policy:
         return np.zeros(len(ids), dtype=bool)
 
     def share(self, f: Frames) -> tuple[np.ndarray, int, int]:
-        """(mapped mask, pages held, pages reserved) at ``f.time_s``."""
+        """(frames mapped as increasing int64 indexes, pages held, pages reserved) at ``f.time_s``."""
         raise NotImplementedError
 
     def step(self, f: Frames) -> Shared:
         prev = self._prev_mapped
-        cow = (prev & f.changed) if prev is not None else np.zeros(len(f.hashes), dtype=bool)
+        cow = prev[f.changed[prev]] if prev is not None else NO_FRAMES
         mapped, used, reserved = self.share(f)
         self._prev_mapped = mapped
         return Shared(mapped, used, reserved, cow)

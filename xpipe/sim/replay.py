@@ -236,12 +236,14 @@ def replay_prepared(p: Prepared, spec: RunSpec, with_types: bool = True) -> Part
             tail = _feed_reads(policy, s, p.own_reads, read_at, len(s.read_ids))
             dom_reads, own_issued, own_avoided = dom_reads + tail[0], own_issued + tail[1], own_avoided + tail[2]
 
-        idx = np.flatnonzero(shared.mapped)
+        idx = shared.mapped
         groups, n_groups = f.content_groups()
         inv = groups[idx]
         if len(inv) and inv.min() < 0:
             raise ValueError(f"policy {spec.policy} mapped frames that are not present")
-        area_mapped = int(np.count_nonzero(np.bincount(inv, minlength=n_groups))) if len(idx) else 0
+        seen = np.zeros(n_groups, dtype=bool)
+        seen[inv] = True
+        area_mapped = int(np.count_nonzero(seen))
         if with_types and len(idx):
             _tally_types(tally, f.types, idx, inv, n_groups, frame_dom, n_dom)
         per_dom_present = f.derived("per_domain", lambda f=f: np.bincount(frame_dom[f.present], minlength=n_dom))

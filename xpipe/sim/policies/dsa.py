@@ -45,9 +45,7 @@ class DesignatedArea(Policy):
         if self.admit_zero and f.zero_present:
             self.area.access(np.array([self._zero_id]))
         idx, ids = f.derived(("dsa", self.admit_zero), lambda: self._candidates(f))
-        mapped = np.zeros(len(f.hashes), dtype=bool)
-        mapped[idx[self.area.in_area[ids]]] = True
-        return mapped, int(np.count_nonzero(self.area.in_area & self.own)), self.area_pages
+        return idx[self.area.in_area[ids]], int(np.count_nonzero(self.area.in_area & self.own)), self.area_pages
 
     def _candidates(self, f) -> tuple[np.ndarray, np.ndarray]:
         """The frames the guest would map from the area whose content some read (or the zero

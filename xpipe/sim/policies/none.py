@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from xpipe.sim.policy import Policy, PolicyInfo, register
+from xpipe.sim.policy import NO_FRAMES, Policy, PolicyInfo, register
 
 
 class NoSharing(Policy):
 
     def share(self, f):
-        return np.zeros(len(f.hashes), dtype=bool), 0, 0
+        return NO_FRAMES, 0, 0
 
 
 register(PolicyInfo(

@@ -94,7 +94,7 @@ class Scanner(Policy):
         self._prev_present = f.present.copy()
         self._prev_order, self._prev_started = f.scan_order(), f.started
         mapped, groups = groups_of_two_or_more(f.hashes, self._mergeable & f.present)
-        return Shared(mapped, groups, 0, cow)
+        return Shared(np.flatnonzero(mapped), groups, 0, np.flatnonzero(cow))
 
 
 def _label(p: dict) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from xpipe.hashing import ZERO_HASH
 from xpipe.sim.policy import Policy, PolicyInfo, register
 
@@ -11,8 +13,8 @@ class ZeroPages(Policy):
 
 
     def share(self, f):
-        mapped = f.present & (f.hashes == ZERO_HASH)
-        return mapped, int(mapped.any()), 0
+        mapped = f.derived("zero", lambda: np.flatnonzero(f.present & (f.hashes == ZERO_HASH)))
+        return mapped, int(len(mapped) > 0), 0
 
 
 register(PolicyInfo(
