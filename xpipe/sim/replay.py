@@ -129,13 +129,15 @@ class Prepared:
     frame_dom: np.ndarray  # int32: each frame's domain
     own_reads: np.ndarray  # bool per read: its content is the partition's
     context: P.ReplayContext
+    reuse: bool = False  # more than one run will replay the steps
     _kept: list[P.Frames] | None = None
 
     def steps(self) -> Iterator[P.Frames]:
-        """Each time's frames, in time order; kept after the first pass when they fit in KEEP_BYTES."""
+        """Each time's frames, in time order; kept after the first pass for the next run
+        (``reuse``) when they fit in KEEP_BYTES."""
         if self._kept is not None:
             return iter(self._kept)
-        if int(self.offsets[-1]) * _STEP_BYTES * len(self.schedule.times) > KEEP_BYTES:
+        if not self.reuse or int(self.offsets[-1]) * _STEP_BYTES * len(self.schedule.times) > KEEP_BYTES:
             return self._build(keep=False)
         self._kept = list(self._build(keep=True))
         return iter(self._kept)
@@ -181,16 +183,17 @@ class Prepared:
             prev_t = t
 
 
-def prepare(domains: Sequence[DomainTrace], snapshot_every: int, part: Partition = WHOLE) -> Prepared:
+def prepare(domains: Sequence[DomainTrace], snapshot_every: int, part: Partition = WHOLE,
+            reuse: bool = False) -> Prepared:
     """The first pass over ``domains`` (in mix order) for runs replaying every ``snapshot_every``-th
-    snapshot of the frames whose content is in ``part``."""
+    snapshot of the frames whose content is in ``part``; ``reuse``: more than one run will."""
     s = schedule(domains, snapshot_every)
     held = _held_frames(domains, s, part)
     sizes = [len(h) for h in held]
     return Prepared(domains, part, s, held, offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
                     frame_dom=np.repeat(np.arange(len(domains), dtype=np.int32), sizes),
                     own_reads=part.holds(s.read_hash),
-                    context=P.ReplayContext(s.universe, s.max_accesses, part.holds(s.universe)))
+                    context=P.ReplayContext(s.universe, s.max_accesses, part.holds(s.universe)), reuse=reuse)
 
 
 def _tally_types(tally: dict, types: np.ndarray, idx: np.ndarray, inv: np.ndarray, groups: int,

@@ -60,7 +60,7 @@ def partition_sweep(domains: Sequence[DomainTrace], runs: Sequence[RunSpec], par
         group = [spec for spec in runs if spec.snapshot_every == every]
         for k in range(n, 0, -1) if with_prefixes else (n,):
             started = time.perf_counter()
-            prepared = prepare(domains[:k], every, part)
+            prepared = prepare(domains[:k], every, part, reuse=len(group) > 1)
             for spec in group:
                 result = replay_prepared(prepared, spec, with_types=k == n)
                 if k == n:
