@@ -14,6 +14,7 @@ fi
 
 PACKAGES=(
     qemu-system-x86     # qemu-system-x86_64, run with -accel tcg
+    qemu-utils          # qemu-img: overlays and format checks of a user's own image
     linux-image-amd64   # guest kernel + initrd (/boot/vmlinuz-*, /boot/initrd.img-*)
     initramfs-tools     # builds the initrd for that kernel
     debootstrap         # Debian root file system for the workload guests

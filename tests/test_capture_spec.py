@@ -120,7 +120,7 @@ BAD = [
     ({**BUSYBOX, "batch_sise": 2}, "batch_sise: unknown key; did you mean 'batch_size'?"),
     ({**BUSYBOX, "time_s": [1]}, "time_s: unknown key; did you mean 'times_s'?"),
     (with_domain(BUSYBOX, memory_mb=256), "domains[0].memory_mb: unknown key; did you mean 'memory_mib'?"),
-    ({**BUSYBOX, "guest": "debain"}, "guest: 'debain' is not one of ['debian', 'busybox', 'server']"),
+    ({**BUSYBOX, "guest": "debain"}, "guest: 'debain' is not one of ['debian', 'busybox', 'server', 'image']"),
     ({**BUSYBOX, "snapshot_format": "delat"},
      "snapshot_format: 'delat' is not one of ['pages', 'delta', 'kdump-zlib']"),
     # wrong types

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from xpipe.capture.guest import HIGH_RAM_GFN, Guest, GuestConfig
 from xpipe.capture.host import make_scratch, qemu_version
 from xpipe.capture.images import GuestImage, guest_image
 from xpipe.capture.progress import Progress
-from xpipe.capture.spec import CaptureSpec, DomainSpec
+from xpipe.capture.spec import IMAGE_NO_WORKLOAD, CaptureSpec, DomainSpec
+from xpipe.capture.userimage import UserImage, user_images
 from xpipe.hashing import ZERO_HASH
 from xpipe.readers.kdump import read_kdump
 
@@ -85,9 +87,11 @@ def _recipe(spec: CaptureSpec, images: dict[str, Any], batch: list[DomainSpec], 
     """What a domain's files were recorded from: equal recipes, equal captures (up to the
     guests' own timing)."""
     image = images[d.id]
-    return {"guest": spec.guest, "image": image.root_disk.name, "kernel": image.kernel.name,
+    return {"guest": spec.guest, "image": image.root_disk.name,
+            "kernel": image.kernel.name if image.kernel else "bootloader",
             "workload": d.workload, "memory_mib": d.memory_mib, "times_s": [float(t) for t in spec.times_s],
-            "snapshot_format": spec.snapshot_format, "batch": [x.id for x in batch], "gzip": compress}
+            "snapshot_format": spec.snapshot_format, "batch": [x.id for x in batch], "gzip": compress,
+            **(image.recipe() if isinstance(image, UserImage) else {})}
 
 
 def _write_complete(folder: Path, recipe: dict[str, Any], entry: dict[str, Any]) -> None:
@@ -127,16 +131,21 @@ def _domain_images(spec: CaptureSpec) -> tuple[dict[str, Any], str]:
         from xpipe.capture.servers import server_images
 
         return server_images(spec)
+    if spec.guest == "image":
+        return user_images(spec)
     image = guest_image(spec.guest)
     return {d.id: image for d in spec.domains}, f"Guest kernel {image.kernel.name}"
 
 
-def _write_disk(image: GuestImage, out: Path, compress: bool) -> dict[str, Any]:
+def _write_disk(image: GuestImage | UserImage, out: Path, compress: bool) -> dict[str, Any]:
     t0 = time.monotonic()
-    hashes = disk_block_hashes(image.root_disk)
+    # A user's qcow2 image is hashed as the raw disk the guest sees.
+    with image.raw_disk(out) if isinstance(image, UserImage) else nullcontext(image.root_disk) as raw:
+        hashes = disk_block_hashes(raw)
+        size = raw.stat().st_size
     path = write_compact(out / "disks" / f"{image.disk_name}.blk.xxh", u64_bytes(hashes), compress)
     log.info("disk %s: %d blocks hashed in %.1f s", image.root_disk.name, len(hashes), time.monotonic() - t0)
-    return {"block_hashes": relative(path, out), "size_bytes": image.root_disk.stat().st_size}
+    return {"block_hashes": relative(path, out), "size_bytes": size}
 
 
 def _run_batch(
@@ -153,7 +162,9 @@ def _run_batch(
     way out, whatever the way (signals are held off while they are)."""
     guests = [
         Guest(
-            GuestConfig(
+            images[d.id].guest_config(d, len(spec.times_s), work / d.id)
+            if isinstance(images[d.id], UserImage)
+            else GuestConfig(
                 d.id,
                 d.memory_mib,
                 images[d.id].kernel,
@@ -170,11 +181,18 @@ def _run_batch(
     previous: dict[str, np.ndarray] = {}  # each guest's last page hashes: what a delta starts from
     try:
         for g in guests:
-            log.info("%s: booting (%d MiB, %s)", g.name, g.cfg.memory_mib, g.cfg.append)
+            log.info("%s: booting (%d MiB, %s)", g.name, g.cfg.memory_mib,
+                     g.cfg.append if g.cfg.kernel else "the disk's own bootloader")
             g.start()
-        for g in guests:
+        for d, g in zip(batch, guests):
+            if not g.cfg.agent:  # a user's image without the agent: nothing says when it is up
+                log.info("%s: no agent; snapshots at times from QEMU's start, without kpageflags", g.name)
+                continue
             uptime = g.wait_ready(spec.boot_timeout_s)
             log.info("%s: up after %.1f s (guest uptime %.1f s)", g.name, g.elapsed_s(), uptime)
+            if isinstance(images[d.id], UserImage) and d.workload != IMAGE_NO_WORKLOAD:
+                g.run_workload(d.workload)
+                log.info("%s: workload started: %s", g.name, d.workload)
         for i, t in enumerate(spec.times_s):
             wait = max(t - g.elapsed_s() for g in guests)
             if wait > 0:
@@ -246,8 +264,10 @@ def _snapshot_all(
     taken = []
     for g in guests:
         taken.append(g.elapsed_s())
-        g.request_kpageflags(i)
-    answers = [g.wait_kpageflags(i) for g in guests]
+        if g.cfg.agent:
+            g.request_kpageflags(i)
+    # A guest without the agent has no kpageflags and no uptime of its own to report.
+    answers = [g.wait_kpageflags(i) if g.cfg.agent else (None, 0) for g in guests]
     if snapshot_format == "kdump-zlib":
         return _kdump_all(guests, i, t, out, compress, n, taken, answers)
     entries = []
@@ -258,22 +278,22 @@ def _snapshot_all(
         if len(hashes) != g.cfg.frames:
             raise CaptureError(f"guest {g.name}: QEMU's RAM ranges hold {len(hashes)} frames, "
                                f"expected {g.cfg.frames} ({g.cfg.memory_mib} MiB)")
-        flags = g.kpageflags(i, nbytes)
+        flags = g.kpageflags(i, nbytes) if g.cfg.agent else None
         base = previous.get(g.name) if snapshot_format == "delta" else None
         kind, pages = write_pages(out / g.name / f"s{i}.xxh", hashes, base, compress, gfn)
         previous[g.name] = hashes
-        kpf = write_compact(out / g.name / f"s{i}.kpf", u64_bytes(flags), compress)
+        kpf = write_compact(out / g.name / f"s{i}.kpf", u64_bytes(flags), compress) if flags is not None else None
         changed = f", {int(np.count_nonzero(base != hashes))} changed" if base is not None else ""
         high = int(np.count_nonzero(gfn >= HIGH_RAM_GFN))
         zero = int(np.count_nonzero(hashes == ZERO_HASH))
         log.info(
-            "%s: snapshot %d/%d at %.1f s (guest uptime %.1f s): %d frames%s%s, %d zero, %d distinct non-zero; "
-            "streamed in %.1f s; wrote %s %d bytes, kpageflags %d bytes",
+            "%s: snapshot %d/%d at %.1f s (guest uptime %s s): %d frames%s%s, %d zero, %d distinct non-zero; "
+            "streamed in %.1f s; wrote %s %d bytes, kpageflags %s bytes",
             g.name,
             i + 1,
             n,
             taken_at,
-            uptime,
+            "?" if uptime is None else f"{uptime:.1f}",
             len(hashes),
             f" ({high} above 4 GiB)" if high else "",
             changed,
@@ -282,15 +302,15 @@ def _snapshot_all(
             streamed,
             kind,
             pages.stat().st_size,
-            kpf.stat().st_size,
+            kpf.stat().st_size if kpf is not None else "no",
         )
         entries.append(
             {
                 "time_s": float(t),
                 "taken_at_s": round(taken_at, 3),
-                "guest_uptime_s": uptime,
+                **({"guest_uptime_s": uptime} if uptime is not None else {}),
                 kind: relative(pages, out),
-                "kpageflags": relative(kpf, out),
+                **({"kpageflags": relative(kpf, out)} if kpf is not None else {}),
             }
         )
     log.info("snapshot %d/%d of %d guests took %.1f s", i + 1, n, len(guests), time.monotonic() - t0)
@@ -311,10 +331,12 @@ def _kdump_all(guests: list[Guest], i: int, t: float, out: Path, compress: bool,
         finally:
             g.qmp.command("cont")
         _, hashes = read_kdump(dump)
-        kpf = write_compact(out / g.name / f"s{i}.kpf", u64_bytes(g.kpageflags(i, nbytes)), compress)
-        log.info("%s: snapshot %d/%d at %.1f s (guest uptime %.1f s): kdump-zlib, %.1f MiB, %d frames, "
-                 "%d zero", g.name, i + 1, n, taken_at, uptime, dump.stat().st_size / 2**20, len(hashes),
-                 int(np.count_nonzero(hashes == ZERO_HASH)))
-        entries.append({"time_s": float(t), "taken_at_s": round(taken_at, 3), "guest_uptime_s": uptime,
-                        "kdump": relative(dump, out), "kpageflags": relative(kpf, out)})
+        extra: dict[str, Any] = {}
+        if g.cfg.agent:
+            kpf = write_compact(out / g.name / f"s{i}.kpf", u64_bytes(g.kpageflags(i, nbytes)), compress)
+            extra = {"guest_uptime_s": uptime, "kpageflags": relative(kpf, out)}
+        log.info("%s: snapshot %d/%d at %.1f s: kdump-zlib, %.1f MiB, %d frames, %d zero", g.name, i + 1, n,
+                 taken_at, dump.stat().st_size / 2**20, len(hashes), int(np.count_nonzero(hashes == ZERO_HASH)))
+        entries.append({"time_s": float(t), "taken_at_s": round(taken_at, 3),
+                        "kdump": relative(dump, out), **extra})
     return entries

@@ -103,7 +103,8 @@ def add_capture_parser(subparsers) -> argparse.ArgumentParser:
         type=_domain,
         action="append",
         metavar="ID:WORKLOAD",
-        help="capture these domains instead of the preset's (repeatable)",
+        help="capture these domains instead of the preset's (repeatable); for `guest: image` specs "
+        "WORKLOAD is the command the guest agent runs, or none",
     )
     p.add_argument("--memory-mib", type=int, help="guest memory of every domain")
     p.add_argument("--batch-size", type=int, help="guests booted at once")

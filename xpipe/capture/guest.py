@@ -55,12 +55,15 @@ STREAM_S_PER_GIB = 30.0
 class GuestConfig:
     name: str
     memory_mib: int
-    kernel: Path
-    initrd: Path
+    kernel: Path | None  # None: the BIOS boots the root disk (its own bootloader)
+    initrd: Path | None
     append: str
     root_disk: Path
     n_snapshots: int
     workdir: Path
+    root_format: str = "raw"
+    root_readonly: bool = True  # False for an overlay of the user's image (xpipe.capture.userimage)
+    agent: bool = True  # the guest runs the snapshot agent: readiness, kpageflags on the flags disk
 
     @property
     def frames(self) -> int:
@@ -181,15 +184,17 @@ class Guest:
             "-m", str(c.memory_mib),
             "-smp", "1",
             "-nodefaults", "-display", "none", "-no-reboot",
-            "-kernel", str(c.kernel),
-            "-initrd", str(c.initrd),
-            "-append", c.append,
+            *(["-kernel", str(c.kernel)] if c.kernel else []),
+            *(["-initrd", str(c.initrd)] if c.kernel and c.initrd else []),
+            *(["-append", c.append] if c.kernel and c.append else []),
             "-chardev", f"file,id=con,path={self.console}", "-serial", "chardev:con",
             "-chardev", f"socket,id=ctl,path={self.ctl_sock},server=on,wait=off", "-serial", "chardev:ctl",
             "-qmp", f"unix:{self.qmp_sock},server=on,wait=off",
-            # Root disk first (vda), read-only so its block hashes stay those of the image.
-            "-drive", f"file={c.root_disk},if=virtio,format=raw,readonly=on",
-            "-drive", f"file={self.kpf_disk},if=virtio,format=raw,cache=writethrough",
+            # Root disk first (vda), read-only so its block hashes stay those of the image (a
+            # user's image: a writable qcow2 overlay of it, xpipe.capture.userimage).
+            "-drive", f"file={c.root_disk},if=virtio,format={c.root_format}"
+                      + (",readonly=on" if c.root_readonly else ""),
+            *(["-drive", f"file={self.kpf_disk},if=virtio,format=raw,cache=writethrough"] if c.agent else []),
             # bdrv_open_common names each block node, so root-disk reads can be told apart.
             "-trace", f"events={self.events},file={self.trace}",
             "-msg", "timestamp=on",
@@ -267,6 +272,19 @@ class Guest:
             if line.startswith("xpipe-ready"):
                 self.ready_uptime_s = float(line.split()[1])
                 return self.ready_uptime_s
+
+    def run_workload(self, command: str, timeout_s: float = 30.0) -> None:
+        """Have the agent of an image guest (scripts/guest-agent/xpipe-agent) start ``command``."""
+        assert self.ctl is not None
+        self.ctl.sendall(f"run {command}\n".encode())
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self._line(deadline)
+            except TimeoutError:
+                raise self.failure(f"did not start its workload within {timeout_s:.0f} s") from None
+            if line.startswith("started"):
+                return
 
     def request_kpageflags(self, index: int) -> None:
         """Ask the guest to copy /proc/kpageflags into slot ``index`` of the flags disk."""

@@ -4,7 +4,8 @@ A capture spec is a YAML file (docs/capture.md) checked against
 workflow/schemas/capture.schema.yaml by xpipe.configcheck (unknown keys with the
 key probably meant, finite numbers in range, one line naming the file and the
 key), then by :meth:`CaptureSpec.validate` (workloads of the guest kind, release,
-strictly increasing times, unique ids). The presets are the spec files in
+strictly increasing times, unique ids; for ``guest: image`` the user's image file and its
+format, xpipe.capture.userimage). The presets are the spec files in
 config/captures/: ``preset(NAME)`` reads config/captures/NAME.yaml.
 """
 
@@ -25,11 +26,12 @@ PRESET_DIR = _ROOT / "config" / "captures"
 #: The JSON Schema every spec file is checked against.
 SCHEMA = _ROOT / "workflow" / "schemas" / "capture.schema.yaml"
 
-GUEST_KINDS = ("debian", "busybox", "server")
+GUEST_KINDS = ("debian", "busybox", "server", "image")
 #: The releases each guest kind can be built from (debian: xpipe.capture.rootfs.SUITE; server:
 #: xpipe.capture.servers.SERVER_RELEASES, the first the default, and per domain too).
-RELEASES = {"debian": ("bookworm",), "busybox": (), "server": ("bookworm", "trixie")}
-#: The workloads of each guest kind (xpipe/capture/workloads.py).
+RELEASES = {"debian": ("bookworm",), "busybox": (), "server": ("bookworm", "trixie"), "image": ()}
+#: The workloads of each guest kind (xpipe/capture/workloads.py); an image guest's workload is
+#: a shell command its agent runs (IMAGE_NO_WORKLOAD: none).
 WORKLOADS = {"debian": DEBIAN_WORKLOADS, "busybox": BUSYBOX_WORKLOADS, "server": SERVER_WORKLOADS}
 #: How a snapshot's memory lands in the bundle: page hashes of a pmemsave dump (compact
 #: `pages` files), the same with each snapshot after a guest's first stored as the frames
@@ -39,6 +41,8 @@ SNAPSHOT_FORMATS = ("pages", "delta", "kdump-zlib")
 #: The disk each guest kind reads, by its name under `disks` in the manifest (debian: rootfs.SUITE;
 #: server: one disk per release, server-RELEASE, this the default release's).
 DISK_NAMES = {"debian": "bookworm", "busybox": "busybox-data", "server": "server-bookworm"}
+#: The workload of an image guest that runs no command (the manifest's `workload`).
+IMAGE_NO_WORKLOAD = "none"
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 #: Guest memory a spec may ask for (as workflow/schemas/capture.schema.yaml says): up to 64 GiB,
 #: which a capture streams and hashes without holding it (xpipe.capture.guest).
@@ -61,6 +65,19 @@ class DomainSpec:
     release: str | None = None  # server guests only: this domain's release (default: the spec's)
 
 
+@dataclass(frozen=True)
+class ImageSpec:
+    """The user's disk image an ``image`` guest boots (docs/capture.md, "Your own image")."""
+
+    path: Path
+    format: str  # raw or qcow2, as `qemu-img info` says
+    boot: str = "bootloader"  # or kernel: QEMU loads kernel (+ initrd) with append
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str = ""
+    agent: bool = False  # the image runs scripts/guest-agent (kpageflags, readiness, workload)
+
+
 @dataclass
 class CaptureSpec:
     guest: str
@@ -71,11 +88,16 @@ class CaptureSpec:
     description: str = ""
     snapshot_format: str = "pages"  # one of SNAPSHOT_FORMATS
     release: str | None = None  # one of RELEASES[guest]; None: the first (debian: bookworm)
+    image: ImageSpec | None = None  # guest: image only
 
     def disk_of(self, d: DomainSpec) -> str:
         """The manifest name of the disk domain ``d`` reads: its release's image for server guests."""
         if self.guest == "server":
             return f"server-{d.release or self.release or RELEASES['server'][0]}"
+        if self.guest == "image":
+            from xpipe.capture.userimage import disk_name
+
+            return disk_name(self.image.path)
         return DISK_NAMES[self.guest]
 
     def validate(self, source: str = "capture spec") -> None:
@@ -91,7 +113,14 @@ class CaptureSpec:
         if self.release is not None and self.release not in releases:
             fail("release", (f"expected one of {', '.join(releases)}" if releases
                              else f"expected no release for {self.guest} guests") + f", got {self.release!r}")
-        workloads = WORKLOADS[self.guest]
+        if (self.image is not None) != (self.guest == "image"):
+            fail("image", "expected for guest: image only" if self.image is not None
+                 else "required key is missing (guest: image boots the user's disk image)")
+        if self.image is not None:
+            from xpipe.capture.userimage import check_image
+
+            check_image(self.image, fail)
+        workloads = WORKLOADS.get(self.guest)
         if not self.domains:
             fail("domains", "no domains to capture")
         seen = set()
@@ -106,7 +135,13 @@ class CaptureSpec:
                 fail(f"{at}.release", (f"domain {d.id}: expected one of {', '.join(releases)}" if self.guest == "server"
                                        else f"domain {d.id}: only server guests have a release per domain")
                      + f", got {d.release!r}")
-            if d.workload not in workloads:
+            if self.guest == "image":
+                if d.workload != IMAGE_NO_WORKLOAD and not self.image.agent:
+                    fail(f"{at}.workload", f"domain {d.id}: a workload command needs the in-guest agent "
+                                           f"(image.agent: true); without it use workload: {IMAGE_NO_WORKLOAD}")
+                if "\n" in d.workload or not d.workload.strip():
+                    fail(f"{at}.workload", f"domain {d.id}: expected a one-line shell command")
+            elif d.workload not in workloads:
                 fail(f"{at}.workload", f"domain {d.id}: unknown {self.guest} workload {d.workload!r}; "
                                        f"expected one of {', '.join(sorted(workloads))}")
             # RAM past the PC's PCI hole is read where QEMU maps it, above 4 GiB (xpipe.capture.guest).
@@ -165,15 +200,25 @@ def load_spec(path: str | Path) -> CaptureSpec:
     else:
         times = interval_times(float(raw["interval_s"]), raw["count"],
                                float(raw["start_s"]) if "start_s" in raw else None)
+    image = None
+    if "image" in raw:
+        im, here = raw["image"], path.parent
+        image = ImageSpec(
+            path=here / im["path"], format=im["format"], boot=im["boot"],
+            kernel=here / im["kernel"] if "kernel" in im else None,
+            initrd=here / im["initrd"] if "initrd" in im else None,
+            append=" ".join(im["append"].split()), agent=im["agent"])
     spec = CaptureSpec(
         guest=raw["guest"],
-        domains=[DomainSpec(d["id"], d["workload"], d["memory_mib"], d.get("release")) for d in raw["domains"]],
+        domains=[DomainSpec(d["id"], d.get("workload", IMAGE_NO_WORKLOAD), d["memory_mib"], d.get("release"))
+                 for d in raw["domains"]],
         times_s=times,
         batch_size=raw["batch_size"],
         boot_timeout_s=float(raw["boot_timeout_s"]),
         description=" ".join(raw["description"].split()),
         snapshot_format=raw["snapshot_format"],
         release=raw.get("release"),
+        image=image,
     )
     spec.validate(str(path))
     return spec
