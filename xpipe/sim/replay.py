@@ -43,6 +43,7 @@ import polars as pl
 
 from xpipe.pagetypes import PAGE_TYPES
 from xpipe.sim import policy as P
+from xpipe.sim.area import group_ids
 from xpipe.sim.partition import SCOPES, TYPE_COUNTS_OWN, WHOLE, Partition, merge_timelines, types_table
 from xpipe.sim.runs import RunSpec
 from xpipe.sim.schedule import Schedule, schedule
@@ -240,15 +241,10 @@ def replay_prepared(p: Prepared, spec: RunSpec, with_types: bool = True) -> Part
             dom_reads, own_issued, own_avoided = dom_reads + tail[0], own_issued + tail[1], own_avoided + tail[2]
 
         idx = shared.mapped
-        groups, n_groups = f.content_groups()
-        inv = groups[idx]
-        if len(inv) and inv.min() < 0:
-            raise ValueError(f"policy {spec.policy} mapped frames that are not present")
-        seen = np.zeros(n_groups, dtype=bool)
-        seen[inv] = True
-        area_mapped = int(np.count_nonzero(seen))
+        # the mapped frames' contents only: a run that maps few frames numbers few
+        inv, area_mapped = group_ids(f.hashes[idx])
         if with_types and len(idx):
-            _tally_types(tally, f.types, idx, inv, n_groups, frame_dom, n_dom)
+            _tally_types(tally, f.types, idx, inv, area_mapped, frame_dom, n_dom)
         per_dom_present = f.derived("per_domain", lambda f=f: np.bincount(frame_dom[f.present], minlength=n_dom))
         per_dom_mapped = np.bincount(frame_dom[idx], minlength=n_dom)
         per_dom_cow = np.bincount(frame_dom[shared.cow], minlength=n_dom)
