@@ -67,22 +67,11 @@ class Frames:
             self.memo[key] = compute()
         return self.memo[key]
 
-    def content_groups(self) -> tuple[np.ndarray, int]:
-        """Each present frame's content numbered by first occurrence (-1 where absent), and the number of contents."""
-        def compute():
-            idx = np.flatnonzero(self.present)
-            ids, n = group_ids(self.hashes[idx])
-            groups = np.full(len(self.hashes), -1, dtype=np.int64)
-            groups[idx] = ids
-            return groups, n
-        return self.derived("groups", compute)
-
     def shared_contents(self) -> tuple[np.ndarray, int]:
         """(the present frames whose content another present frame has, as indexes; number of such contents)."""
         def compute():
-            groups, n = self.content_groups()
-            counts = np.bincount(groups[self.present], minlength=n)
-            return np.flatnonzero(self.present & (counts[groups] >= 2)), int(np.count_nonzero(counts >= 2))
+            mask, n = groups_of_two_or_more(self.hashes, self.present)
+            return np.flatnonzero(mask), n
         return self.derived("shared", compute)
 
 
