@@ -18,6 +18,7 @@ import yaml
 from guests import require
 
 from xpipe.capture import run_capture
+from xpipe.capture.ksm import KSM, THP
 from xpipe.capture.servers import server_image
 from xpipe.capture.spec import CaptureSpec, DomainSpec
 from xpipe.readers.compact import read_bytes, read_u64
@@ -26,13 +27,16 @@ from xpipe.readers.manifest import load_manifest
 #: (id, workload, release): two releases, two services, 1 GiB each.
 GUESTS = [("pg-bookworm", "postgres", "bookworm"), ("redis-trixie", "redis", "trixie")]
 TIMES = [210.0, 220.0]  # ready after 100-130 s on 2 busy cores; the first load rounds end well before
+#: KSM merges the live guests during the capture, at ten times its default rate.
+KSM_RATE = {"pages_to_scan": 1000, "sleep_millisecs": 20}
 AGENT = re.compile(r"xpipe: agent pid1=(\S+) kernel=(\S+) os=(\S+) workload=(\S+)")
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     require(bool(shutil.which("qemu-system-x86_64")) and bool(shutil.which("debootstrap"))
-            and os.geteuid() == 0, "server capture needs QEMU, debootstrap and root")
+            and os.geteuid() == 0 and KSM.is_dir(), "server capture needs QEMU, debootstrap, root and KSM")
+    before = host_state()
     spec = CaptureSpec(
         guest="server",
         domains=[DomainSpec(i, w, 1024, r) for i, w, r in GUESTS],
@@ -40,10 +44,16 @@ def bundle(tmp_path_factory) -> Path:
         batch_size=2,
         boot_timeout_s=300.0,
         description="server capture test",
+        ksm=KSM_RATE,
     )
     out = tmp_path_factory.mktemp("servers")
     run_capture(spec, out)
+    assert host_state() == before  # KSM's run and rate, and THP, are put back
     return out
+
+
+def host_state() -> dict[str, str]:
+    return {p.name: p.read_text() for p in (KSM / "run", KSM / "pages_to_scan", KSM / "sleep_millisecs", THP)}
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +113,19 @@ def test_frames_kpageflags_and_reads(bundle: Path, manifest: dict) -> None:
         for line in reads:
             off, n = map(int, re.search(r"offset (\d+) bytes (\d+)", line).groups())
             assert off + n <= size
+
+
+@pytest.mark.slow
+def test_ksm_ran_on_the_live_guests_and_agrees_with_the_prediction(bundle: Path, manifest: dict) -> None:
+    m = load_manifest(bundle / "manifest.yaml")
+    records = [[s.ksm for s in d.snapshots] for d in m.domains]
+    assert records[0] == records[1]  # one record per snapshot of the batch, in both guests
+    scans = [k.full_scans for k in records[0]]
+    assert scans == sorted(scans) and scans[0] >= 2  # KSM kept scanning between snapshots
+    for k in records[0]:
+        assert k.guests == tuple(i for i, _, _ in GUESTS)
+        # KSM can only merge what is there to merge; on two guests of free memory zeroed on
+        # free it finds nearly all of it (about 0.99 of the prediction when measured)
+        assert 0 < k.pages_sharing <= k.predicted_sharing_all_mergeable
+        assert k.pages_sharing >= 0.9 * k.predicted_sharing, k
+        assert k.backed_pages <= 2 * 1024 * 256

@@ -11,6 +11,7 @@ from elfcore import elf_core
 from xpipe.bundle import write_u64
 from xpipe.errors import InputError
 from xpipe.hashing import PAGE_SIZE, hash_pages
+from xpipe.normalise import domains_table, ksm_at_capture_table
 from xpipe.readers.blktrace import read_blk_trace
 from xpipe.readers.compact import read_u64
 from xpipe.readers.manifest import load_manifest
@@ -174,3 +175,37 @@ def test_normalise_disk_from_block_hashes_or_image(tmp_path):
     (tmp_path / "odd.img").write_bytes(image + b"x")
     with pytest.raises(InputError, match=r"odd\.img, offset 12288: expected a disk image of whole 4096-byte"):
         normalise_disk(Disk("odd", None, tmp_path / "odd.img"))
+
+
+KSM = {"guests": ["a", "b"], "pages_sharing": 90, "pages_shared": 4, "full_scans": 7, "backed_pages": 256,
+       "predicted_sharing": 100, "predicted_sharing_all_mergeable": 101}
+
+
+def ksm_snapshots(time_s, **ksm):
+    return [{"time_s": t, "pages": "s0.xxh", "ksm": {**KSM, **ksm}} for t in time_s]
+
+
+def test_ksm_records_become_one_row_per_batch_and_time(tmp_path):
+    (tmp_path / "s0.xxh").write_bytes(b"\0" * 8 * 256)
+    domains = [{"id": i, "workload": "idle", "memory_mib": 1, "os": "debian trixie",
+                "snapshots": ksm_snapshots([1, 2], pages_sharing=90 + j)} for j, i in enumerate(["a", "b"])]
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump({"format": "xpipe-capture/1", "domains": domains}))
+    m = load_manifest(tmp_path / "manifest.yaml")
+    k = m.domains[0].snapshots[1].ksm
+    assert (k.guests, k.pages_sharing, k.predicted_sharing) == (("a", "b"), 90, 100)
+    # both guests of the batch carry the record; the table keeps one row per (time, batch),
+    # the last domain's counts (the capture writes the same record into each)
+    table = ksm_at_capture_table("c", m)
+    assert table.select("time_s", "guests", "ksm_pages_sharing").rows() == [(1.0, "a,b", 91), (2.0, "a,b", 91)]
+    assert domains_table("c", m, {}, {})["os"].to_list() == ["debian trixie", "debian trixie"]
+
+
+@pytest.mark.parametrize("ksm, message", [
+    ({"pages_sharing": -1}, r"snapshots\[0\].ksm.pages_sharing: expected a count \(0 or more\), got -1"),
+    ({"pages_sharing": 1.5}, r"snapshots\[0\].ksm.pages_sharing: expected int, got 1.5"),
+    ({"guests": ["b"]}, r"snapshots\[0\].ksm.guests: expected the ids of the guests KSM ran on, 'a' among them"),
+    ({"pages_sharng": 3}, r"snapshots\[0\].ksm.pages_sharng: unknown key; did you mean 'pages_sharing'\?"),
+])
+def test_ksm_record_errors_name_the_key(tmp_path, ksm, message):
+    with pytest.raises(InputError, match=message):
+        load_manifest(write_manifest(tmp_path, snapshots=ksm_snapshots([1], **ksm)))

@@ -14,7 +14,7 @@ from xpipe.hashing import PAGES_PER_MIB
 from xpipe.readers.compact import read_kpageflags, read_u64
 from xpipe.readers.manifest import Disk, Domain, Manifest
 from xpipe.readers.registry import READ_TRACE_READERS, read_snapshot
-from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, REQUESTS, SKIPPED
+from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, KSM_AT_CAPTURE, REQUESTS, SKIPPED
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,24 @@ def skipped_table(domain: Domain, skipped: dict[str, int]) -> pl.DataFrame:
                          "kind": kinds, "records": [skipped[k] for k in kinds]}, schema=SKIPPED.schema)
 
 
+def ksm_at_capture_table(capture: str, manifest: Manifest) -> pl.DataFrame:
+    """One row per snapshot time and batch of the manifest's ``ksm`` records (every guest of a
+    batch carries the same record)."""
+    rows = {}
+    for d in manifest.domains:
+        for s in d.snapshots:
+            k = s.ksm
+            if k is not None:
+                rows[(s.time_s, k.guests)] = (
+                    capture, s.time_s, ",".join(k.guests), k.pages_sharing, k.pages_shared, k.full_scans,
+                    k.backed_pages, k.predicted_sharing, k.predicted_sharing_all_mergeable)
+    return pl.DataFrame(list(rows.values()), schema=KSM_AT_CAPTURE.schema, orient="row")
+
+
 def domains_table(capture: str, manifest: Manifest, reads_per_domain: dict[str, int],
                   skipped_per_domain: dict[str, int]) -> pl.DataFrame:
     return pl.DataFrame(
-        [(capture, d.id, d.workload, d.memory_mib, d.memory_mib * PAGES_PER_MIB, len(d.snapshots),
+        [(capture, d.id, d.workload, d.os, d.memory_mib, d.memory_mib * PAGES_PER_MIB, len(d.snapshots),
           reads_per_domain.get(d.id, 0), manifest.hash_kind, skipped_per_domain.get(d.id, 0), manifest.synthetic)
          for d in manifest.domains],
         schema=DOMAINS.schema, orient="row",

@@ -141,6 +141,8 @@ DOMAINS = Table(
         Column("capture", _S, "capture name from config"),
         Column("domain", _S, "domain id"),
         Column("workload", _S, "workload the domain ran"),
+        Column("os", _S, "the guest's operating system as the capture recorded it (e.g. \"debian trixie, "
+               "linux 6.12.57+deb13-amd64\"); null when the bundle does not say"),
         Column("memory_mib", _I, "guest memory, MiB"),
         Column("frames", _I, "guest page frames (4 KiB) per snapshot"),
         Column("snapshots", _I, "number of memory snapshots"),
@@ -151,6 +153,26 @@ DOMAINS = Table(
         Column("records_skipped", _I, "bad records of the domain's read trace skipped by lenient reading "
                "(the capture's `lenient: true`; by kind in the skipped table); 0 otherwise"),
         Column("synthetic", _B, "true when the capture was generated, not recorded"),
+    ),
+)
+
+KSM_AT_CAPTURE = Table(
+    "ksm_at_capture",
+    "results/normalised/{capture}/ksm_at_capture.parquet",
+    "The host's KSM while the guests ran, one row per snapshot time and batch of guests booted "
+    "together, beside xpipe's prediction for the same moment; empty unless the capture ran KSM "
+    "(a capture spec's `ksm`).",
+    (
+        Column("capture", _S, "capture name from config"),
+        Column("time_s", _F, "snapshot time, seconds since QEMU's start"),
+        Column("guests", _S, "the domains KSM ran on, comma-separated"),
+        Column("ksm_pages_sharing", _I, "KSM's pages_sharing: guest pages it saved"),
+        Column("ksm_pages_shared", _I, "KSM's pages_shared: merged pages kept"),
+        Column("ksm_full_scans", _I, "KSM's full_scans since it started"),
+        Column("backed_pages", _I, "guest pages the host backed (not the shared zero page)"),
+        Column("predicted_sharing", _I, "xpipe's prediction: backed pages minus distinct contents"),
+        Column("predicted_sharing_all_mergeable", _I, "the same over every mergeable QEMU mapping "
+               "(guest RAM plus firmware and ROM blocks)"),
     ),
 )
 
@@ -168,7 +190,7 @@ SKIPPED = Table(
 )
 
 #: The tables of the capture stages (1 and 2); the run tables are in xpipe.sim.tables.
-TABLES = (DOMAINS, FRAMES, REQUESTS, SKIPPED, PAGES, READS)
+TABLES = (DOMAINS, KSM_AT_CAPTURE, FRAMES, REQUESTS, SKIPPED, PAGES, READS)
 
 
 def describe(tables: tuple[Table, ...] = TABLES) -> str:

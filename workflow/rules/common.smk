@@ -8,7 +8,7 @@ from pathlib import Path
 from xpipe.codeinputs import code_inputs
 from xpipe.errors import InputError
 from xpipe.experiment import Experiment
-from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, PAGES, READS, REQUESTS, SKIPPED
+from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, KSM_AT_CAPTURE, PAGES, READS, REQUESTS, SKIPPED
 from xpipe.sim.partition import PAGE_SHARES, PARTS, SNAPSHOTS
 from xpipe.sim.tables import PREFIXES, SUMMARY, TIMELINE, TYPES
 

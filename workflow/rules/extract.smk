@@ -31,6 +31,7 @@ rule tabulate_domains:
         skipped=capture_skipped,
     output:
         domains=DOMAINS.where,
+        ksm=KSM_AT_CAPTURE.where,
     conda:
         "../envs/xpipe.yaml"
     log:

@@ -9,6 +9,7 @@ rule build_database:
         types=run_tables(TYPES),
         prefixes=run_tables(PREFIXES),
         domains=[DOMAINS.path(capture=c) for c in X.captures],
+        ksm_at_capture=[KSM_AT_CAPTURE.path(capture=c) for c in X.captures],
         # the per-page views name these files; they exist once the mixes are replayed
         per_page=[f for t in PER_PAGE for files in per_page_files(t).values() for f in files],
     output:

@@ -5,7 +5,7 @@ from xpipe.report.db import build_database
 
 
 def main():
-    tables = {k: list(snakemake.input[k]) for k in ("summary", "timeline", "types", "prefixes", "domains")}
+    tables = {k: list(snakemake.input[k]) for k in ("summary", "timeline", "types", "prefixes", "domains", "ksm_at_capture")}
     build_database(snakemake.output.db, tables, snakemake.params.per_page)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -16,7 +15,7 @@ import yaml
 
 from xpipe.bundle import disk_block_hashes, relative, u64_bytes, write_compact, write_manifest, write_pages
 from xpipe.capture.errors import CaptureError
-from xpipe.capture.guest import HIGH_RAM_GFN, Guest, GuestConfig
+from xpipe.capture.guest import HIGH_RAM_GFN, Guest, GuestConfig, stop_all
 from xpipe.capture.host import make_scratch, qemu_version
 from xpipe.capture.images import GuestImage, guest_image
 from xpipe.capture.progress import Progress
@@ -53,22 +52,8 @@ def run_capture(spec: CaptureSpec, out: Path, compress: bool = True, name: str =
     try:
         disks = {im.disk_name: im for im in images.values()}
         disk_entries = {disk: _write_disk(im, out, compress) for disk, im in disks.items()}
-        domains: list[dict[str, Any]] = []
-        for b, batch in enumerate(batches):
-            ids = ", ".join(d.id for d in batch)
-            if b in kept:
-                log.info("batch %d/%d: %s recorded before (%s); kept", b + 1, len(batches), ids, COMPLETE)
-                domains += kept[b]
-                continue
-            log.info("batch %d/%d: %s", b + 1, len(batches), ids)
-            for d in batch:  # a batch interrupted before: its files go, and it is recorded again
-                shutil.rmtree(out / d.id, ignore_errors=True)
-            progress.batch_started()
-            entries = _run_batch(spec, images, batch, out, work, compress, progress)
-            for d, entry in zip(batch, entries):
-                _write_complete(out / d.id, _recipe(spec, images, batch, d, compress), entry)
-            progress.batch_finished()
-            domains += entries
+        with _ksm_running(spec):
+            domains = _run_batches(spec, images, batches, kept, out, work, compress, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     path = write_manifest(
@@ -82,6 +67,37 @@ def run_capture(spec: CaptureSpec, out: Path, compress: bool = True, name: str =
     return path
 
 
+def _ksm_running(spec: CaptureSpec):
+    """With the spec's ``ksm``: THP off, KSM scanning at its rate for the whole capture and
+    every host setting put back afterwards (xpipe.capture.ksm.host_settings)."""
+    if spec.ksm is None:
+        return nullcontext()
+    from xpipe.capture.ksm import start_ksm
+
+    return start_ksm({k: str(v) for k, v in spec.ksm.items()})
+
+
+def _run_batches(spec, images, batches, kept, out, work, compress, progress) -> list[dict[str, Any]]:
+    """Each batch's manifest entries, kept from an earlier run or recorded now."""
+    domains: list[dict[str, Any]] = []
+    for b, batch in enumerate(batches):
+        ids = ", ".join(d.id for d in batch)
+        if b in kept:
+            log.info("batch %d/%d: %s recorded before (%s); kept", b + 1, len(batches), ids, COMPLETE)
+            domains += kept[b]
+            continue
+        log.info("batch %d/%d: %s", b + 1, len(batches), ids)
+        for d in batch:  # a batch interrupted before: its files go, and it is recorded again
+            shutil.rmtree(out / d.id, ignore_errors=True)
+        progress.batch_started()
+        entries = _run_batch(spec, images, batch, out, work, compress, progress)
+        for d, entry in zip(batch, entries):
+            _write_complete(out / d.id, _recipe(spec, images, batch, d, compress), entry)
+        progress.batch_finished()
+        domains += entries
+    return domains
+
+
 def _recipe(spec: CaptureSpec, images: dict[str, Any], batch: list[DomainSpec], d: DomainSpec,
             compress: bool) -> dict[str, Any]:
     """What a domain's files were recorded from: equal recipes, equal captures (up to the
@@ -91,6 +107,7 @@ def _recipe(spec: CaptureSpec, images: dict[str, Any], batch: list[DomainSpec], 
             "kernel": image.kernel.name if image.kernel else "bootloader",
             "workload": d.workload, "memory_mib": d.memory_mib, "times_s": [float(t) for t in spec.times_s],
             "snapshot_format": spec.snapshot_format, "batch": [x.id for x in batch], "gzip": compress,
+            **({"ksm": dict(spec.ksm)} if spec.ksm is not None else {}),
             **(image.recipe() if isinstance(image, UserImage) else {})}
 
 
@@ -203,7 +220,7 @@ def _run_batch(
             elif wait < -1:
                 log.warning("snapshot %d taken %.1f s late (guests too slow)", i, -wait)
             entries = _snapshot_all(guests, i, t, out, compress, len(spec.times_s), spec.snapshot_format,
-                                    previous)
+                                    previous, ksm=spec.ksm is not None)
             for g, entry in zip(guests, entries):
                 snaps[g.name].append(entry)
                 progress.snapshot(g.name, i, t)
@@ -233,18 +250,6 @@ def _run_batch(
     return entries
 
 
-def stop_all(guests: list[Guest]) -> None:
-    """Stop every guest, with SIGINT, SIGTERM and SIGHUP held until all are gone: a second
-    Ctrl-C must not cut the clean-up short (it is delivered right after)."""
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        for g in guests:
-            g.stop()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def _snapshot_all(
     guests: list[Guest],
     i: int,
@@ -254,12 +259,15 @@ def _snapshot_all(
     n: int,
     snapshot_format: str,
     previous: dict[str, np.ndarray],
+    ksm: bool = False,
 ) -> list[dict[str, Any]]:
     """Snapshot ``i`` of every guest of a batch, as close together as possible: all kpageflags
     copies at once, then each guest's memory hashed as QEMU streams it (each guest paused only
     for its own), its files written before the next guest's turn.
     Format ``delta``: a snapshot after a guest's first is stored as the changes to its
-    previous one (``previous``, by guest name, updated here) when that file is smaller."""
+    previous one (``previous``, by guest name, updated here) when that file is smaller.
+    With ``ksm`` (KSM scanning the live guests) all guests are paused together instead, KSM's
+    counters read, and each entry gets the batch's ``ksm`` record (xpipe.capture.ksm)."""
     t0 = time.monotonic()
     taken = []
     for g in guests:
@@ -270,10 +278,18 @@ def _snapshot_all(
     answers = [g.wait_kpageflags(i) if g.cfg.agent else (None, 0) for g in guests]
     if snapshot_format == "kdump-zlib":
         return _kdump_all(guests, i, t, out, compress, n, taken, answers)
-    entries = []
+    sample = None
+    if ksm:
+        from xpipe.capture.ksm import sample_paused
+
+        for g in guests:
+            g.pause()
+        sample = sample_paused(guests)
+    entries, all_hashes = [], []
     for g, taken_at, (uptime, nbytes) in zip(guests, taken, answers):
         t1 = time.monotonic()
-        gfn, hashes = g.page_hashes()
+        gfn, hashes = g.page_hashes(pause=sample is None)
+        all_hashes.append(hashes)
         streamed = time.monotonic() - t1
         if len(hashes) != g.cfg.frames:
             raise CaptureError(f"guest {g.name}: QEMU's RAM ranges hold {len(hashes)} frames, "
@@ -313,6 +329,14 @@ def _snapshot_all(
                 **({"kpageflags": relative(kpf, out)} if kpf is not None else {}),
             }
         )
+    if sample is not None:
+        for g in guests:
+            g.resume()
+        record = sample.entry(all_hashes, [g.name for g in guests])
+        log.info("KSM at snapshot %d/%d: pages_sharing %d (%d full scans); xpipe predicts %d for the same moment",
+                 i + 1, n, record["pages_sharing"], record["full_scans"], record["predicted_sharing"])
+        for entry in entries:  # a copy each: the manifest's YAML then has no anchors
+            entry["ksm"] = {**record, "guests": list(record["guests"])}
     log.info("snapshot %d/%d of %d guests took %.1f s", i + 1, n, len(guests), time.monotonic() - t0)
     return entries
 

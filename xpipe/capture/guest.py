@@ -386,6 +386,10 @@ class Guest:
         assert self.qmp is not None
         self.qmp.command("stop")
 
+    def resume(self) -> None:
+        assert self.qmp is not None
+        self.qmp.command("cont")
+
     def kpageflags(self, index: int, nbytes: int) -> np.ndarray:
         """Slot ``index`` of the flags disk as one u64 per frame number up to the highest RAM
         frame (/proc/kpageflags is indexed by frame number, the PCI hole included); words past
@@ -461,6 +465,18 @@ class Guest:
         if self.ctl is not None:
             self.ctl.close()
             self.ctl = None
+
+
+def stop_all(guests: list[Guest]) -> None:
+    """Stop every guest, with SIGINT, SIGTERM and SIGHUP held until all are gone: a second
+    Ctrl-C must not cut the clean-up short (it is delivered right after)."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        for g in guests:
+            g.stop()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 _OPEN = re.compile(

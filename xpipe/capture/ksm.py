@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xpipe.capture.capture import stop_all
 from xpipe.capture.errors import CaptureError
-from xpipe.capture.guest import Guest, GuestConfig
+from xpipe.capture.guest import Guest, GuestConfig, stop_all
 from xpipe.capture.host import make_scratch
 from xpipe.capture.images import guest_image
 from xpipe.hashing import ZERO_HASH, hash_pages
@@ -39,6 +38,9 @@ KSM_SETTINGS = {"pages_to_scan": "20000", "sleep_millisecs": "10"}
 HOST_PAGE = mmap.PAGESIZE
 PAGEMAP_PRESENT = 1 << 63
 PAGEMAP_SWAPPED = 1 << 62
+PAGEMAP_PFN = (1 << 55) - 1  # bits 0-54: the host frame (visible to root only)
+#: /proc/kpageflags bit of the kernel's shared zero page (Documentation/admin-guide/mm/pagemap.rst).
+KPF_ZERO_PAGE = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -83,27 +85,28 @@ def _thp_mode() -> str:
 
 
 @contextmanager
-def host_settings() -> Iterator[None]:
-    """THP off and KSM scanning settings for the duration; everything restored afterwards,
-    KSM unmerged (run=2) before its old `run` value is put back."""
+def host_settings(settings: dict[str, str] = KSM_SETTINGS, what: str = "validate-ksm") -> Iterator[None]:
+    """THP off and KSM's scanning ``settings`` for the duration; everything restored
+    afterwards, KSM unmerged (run=2) before its old `run` value is put back. ``what`` names
+    the command in the error of a user who is not root."""
     if os.geteuid() != 0:
-        raise CaptureError("validate-ksm needs root (it changes /sys/kernel/mm settings)")
+        raise CaptureError(f"{what} needs root (it changes /sys/kernel/mm settings)")
     if not (KSM / "run").exists():
         raise CaptureError(f"{KSM} not found: this host kernel has no KSM")
-    saved = {name: _read(name) for name in ("run", *KSM_SETTINGS)}
+    saved = {name: _read(name) for name in ("run", *settings)}
     saved_thp = _thp_mode() if THP.exists() else None
     log.info("host settings saved: ksm %s, THP %s", saved, saved_thp)
     try:
         if saved_thp is not None:
             _write(THP, "never")
-        for name, value in KSM_SETTINGS.items():
+        for name, value in settings.items():
             _write(KSM / name, value)
         yield
     finally:
         # Unmerge first so no merged page outlives the check, then put every value back.
         for action in (
             lambda: _write(KSM / "run", "2"),
-            *(lambda n=n: _write(KSM / n, saved[n]) for n in KSM_SETTINGS),
+            *(lambda n=n: _write(KSM / n, saved[n]) for n in settings),
             lambda: _write(KSM / "run", saved["run"]),
             lambda: saved_thp is not None and _write(THP, saved_thp),
         ):
@@ -114,6 +117,16 @@ def host_settings() -> Iterator[None]:
         log.info(
             "host settings restored: ksm run=%s, THP %s", _read("run"), _thp_mode() if THP.exists() else "-"
         )
+
+
+@contextmanager
+def start_ksm(settings: dict[str, str]) -> Iterator[None]:
+    """KSM running (run=1) at ``settings``' rate with THP off, for a capture that records
+    KSM beside its snapshots; everything restored afterwards (host_settings)."""
+    with host_settings(settings, "a capture with ksm"):
+        _write(KSM / "run", "1")
+        log.info("KSM running for the capture: %s, THP never", settings)
+        yield
 
 
 def guest_ram_mapping(pid: int, size: int) -> int:
@@ -133,13 +146,28 @@ def guest_ram_mapping(pid: int, size: int) -> int:
 
 def _backed(pagemap, start: int, size: int) -> np.ndarray:
     """Per host page of [start, start + size) of an open /proc/PID/pagemap: does the host
-    back it with a page (present or swapped)?"""
+    back it with a page KSM could scan (present or swapped)? A page that maps the kernel's
+    shared zero page (a read of memory never written) is not: KSM scans anonymous pages only."""
     n = size // HOST_PAGE
     pagemap.seek(start // HOST_PAGE * 8)
     entries = np.frombuffer(pagemap.read(n * 8), dtype="<u8")
     if len(entries) != n:
         raise CaptureError(f"{pagemap.name}: short pagemap read ({len(entries)} of {n} entries)")
-    return (entries & np.uint64(PAGEMAP_PRESENT | PAGEMAP_SWAPPED)) != 0
+    backed = (entries & np.uint64(PAGEMAP_PRESENT | PAGEMAP_SWAPPED)) != 0
+    present = (entries & np.uint64(PAGEMAP_PRESENT)) != 0
+    pfn = entries & np.uint64(PAGEMAP_PFN)
+    # Only a frame mapped more than once can be the zero page (or a KSM page): ask kpageflags.
+    frames, counts = np.unique(pfn[present], return_counts=True)
+    zero = [f for f in frames[counts > 1] if _kpageflags(int(f)) & KPF_ZERO_PAGE]
+    if zero:
+        backed &= ~(present & np.isin(pfn, np.array(zero, dtype=np.uint64)))
+    return backed
+
+
+def _kpageflags(pfn: int) -> int:
+    with open("/proc/kpageflags", "rb") as f:
+        raw = os.pread(f.fileno(), 8, pfn * 8)
+    return int.from_bytes(raw, "little") if len(raw) == 8 else 0
 
 
 def present_frames(pid: int, ram_start: int, size: int) -> np.ndarray:
@@ -174,6 +202,49 @@ def other_mergeable_pages(pid: int, ram_start: int) -> np.ndarray:
             mem.seek(lo)
             hashes.append(hash_pages(mem.read(hi - lo))[backed])
     return np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class KsmAtSnapshot:
+    """KSM's counters at a snapshot of running guests, and per guest (in order) which frames
+    of its RAM the host backs and the hashes of its other mergeable pages, all taken while
+    the guests are paused. With the guests' page hashes, :meth:`entry` is what the bundle
+    records beside them (docs/capture-bundle.md, ``ksm``)."""
+
+    pages_sharing: int
+    pages_shared: int
+    full_scans: int
+    backed: list[np.ndarray]
+    extra: list[np.ndarray]
+
+    def entry(self, hashes: list[np.ndarray], names: list[str]) -> dict:
+        """The snapshot's ``ksm`` record: KSM's counters and xpipe's prediction of them for
+        the same moment over every guest of the batch (``names``): backed pages minus
+        distinct contents among them (KSM's pages_sharing; THP is off)."""
+        backed = np.concatenate([h[b] for h, b in zip(hashes, self.backed)])
+        everything = np.concatenate([backed, *self.extra])
+        return {
+            "guests": list(names),
+            "pages_sharing": self.pages_sharing,
+            "pages_shared": self.pages_shared,
+            "full_scans": self.full_scans,
+            "backed_pages": len(backed),
+            "predicted_sharing": int(len(backed) - len(np.unique(backed))),
+            "predicted_sharing_all_mergeable": int(len(everything) - len(np.unique(everything))),
+        }
+
+
+def sample_paused(guests: list[Guest]) -> KsmAtSnapshot:
+    """KSM's counters and the guests' backed frames, read while ``guests`` are all paused
+    (the pagemap before QEMU reads the memory: reading a page never written would map it)."""
+    counters = [int(_read(n)) for n in ("pages_sharing", "pages_shared", "full_scans")]
+    backed, extra = [], []
+    for g in guests:
+        size = g.cfg.memory_mib << 20
+        ram = guest_ram_mapping(g.pid, size)
+        backed.append(present_frames(g.pid, ram, size))
+        extra.append(other_mergeable_pages(g.pid, ram))
+    return KsmAtSnapshot(*counters, backed, extra)
 
 
 def _wait_settled(timeout_s: float, window_s: float = 8.0, tol: float = 0.002) -> int:

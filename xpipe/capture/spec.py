@@ -89,6 +89,9 @@ class CaptureSpec:
     snapshot_format: str = "pages"  # one of SNAPSHOT_FORMATS
     release: str | None = None  # one of RELEASES[guest]; None: the first (debian: bookworm)
     image: ImageSpec | None = None  # guest: image only
+    #: KSM's scanning settings (pages_to_scan, sleep_millisecs) when KSM runs on the live
+    #: guests and each snapshot records its counters (xpipe.capture.ksm); None: KSM untouched.
+    ksm: dict[str, int] | None = None
 
     def disk_of(self, d: DomainSpec) -> str:
         """The manifest name of the disk domain ``d`` reads: its release's image for server guests."""
@@ -159,6 +162,9 @@ class CaptureSpec:
             fail("batch_size", f"batch size must be at least 1, got {self.batch_size!r}")
         if not (math.isfinite(self.boot_timeout_s) and self.boot_timeout_s > 0):
             fail("boot_timeout_s", f"expected a positive number of seconds, got {self.boot_timeout_s}")
+        if self.ksm is not None and self.snapshot_format == "kdump-zlib":
+            fail("ksm", "expected snapshot_format pages or delta: KSM is sampled while the guests' "
+                        "memory is hashed, and kdump-zlib snapshots keep QEMU's dump instead")
         if self.snapshot_format not in SNAPSHOT_FORMATS:
             fail("snapshot_format", f"unknown snapshot format {self.snapshot_format!r}; expected one of "
                                     f"{', '.join(SNAPSHOT_FORMATS)}")
@@ -219,6 +225,7 @@ def load_spec(path: str | Path) -> CaptureSpec:
         snapshot_format=raw["snapshot_format"],
         release=raw.get("release"),
         image=image,
+        ksm=dict(raw["ksm"]) if "ksm" in raw else None,
     )
     spec.validate(str(path))
     return spec

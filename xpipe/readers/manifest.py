@@ -48,7 +48,24 @@ TOP_KEYS = ("format", "synthetic", "description", "page_size", "hash_kind", "dis
 DISK_KEYS = ("block_hashes", "image", "size_bytes")
 DOMAIN_KEYS = ("id", "workload", "memory_mib", "disk", "os", "reads", "reads_start_epoch_s", "console",
                "snapshots")
-SNAPSHOT_KEYS = ("time_s", "kpageflags", "taken_at_s", "guest_uptime_s", "raw_dump")  # + the kinds
+SNAPSHOT_KEYS = ("time_s", "kpageflags", "taken_at_s", "guest_uptime_s", "raw_dump", "ksm")  # + the kinds
+#: The counts of a snapshot's ``ksm`` record (beside ``guests``, the batch it covers).
+KSM_COUNTS = ("pages_sharing", "pages_shared", "full_scans", "backed_pages", "predicted_sharing",
+              "predicted_sharing_all_mergeable")
+
+
+@dataclass(frozen=True)
+class KsmRecord:
+    """The host's KSM at a snapshot of live guests, beside xpipe's prediction for the same
+    moment (``predicted_sharing``: backed pages minus distinct contents over ``guests``)."""
+
+    guests: tuple[str, ...]
+    pages_sharing: int
+    pages_shared: int
+    full_scans: int
+    backed_pages: int
+    predicted_sharing: int
+    predicted_sharing_all_mergeable: int
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,7 @@ class Snapshot:
     kind: str  # one of SNAPSHOT_KINDS
     path: Path
     kpageflags: Path | None
+    ksm: KsmRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -298,7 +316,8 @@ def load_manifest(path: str | Path) -> Manifest:
             snapshot_files.append((f"{sw}.{kinds[0]}", snap_path))
             if kpageflags is not None:
                 snapshot_files.append((f"{sw}.kpageflags", kpageflags))
-            snaps.append(Snapshot(time_s=time_s, kind=kinds[0], path=snap_path, kpageflags=kpageflags))
+            ksm = _ksm_record(r, s, sw, d.get("id")) if "ksm" in s else None
+            snaps.append(Snapshot(time_s=time_s, kind=kinds[0], path=snap_path, kpageflags=kpageflags, ksm=ksm))
         times = [s.time_s for s in snaps]
         if "snapshots" in d and (not snaps or times != sorted(set(times))):
             r.fail(f"{where}.snapshots", "expected one or more snapshots in strictly increasing time_s")
@@ -348,6 +367,24 @@ def _reads(r: _Reader, d: dict, where: str) -> tuple[Path | None, str, tuple[tup
     if dict(select).get("device") is not None and not re.fullmatch(r"\d+:\d+", dict(select)["device"]):
         r.fail(f"{at}.device", f"expected 'major:minor', got {_short(dict(select)['device'])}")
     return r.file(value, formats[0], at), formats[0], select
+
+
+def _ksm_record(r: _Reader, s: dict, where: str, domain_id) -> KsmRecord:
+    """A snapshot's ``ksm`` record, every count a non-negative integer and ``guests`` the ids
+    of the batch, this domain among them."""
+    at = f"{where}.ksm"
+    k = r.mapping(s["ksm"], at, f"guests and {', '.join(KSM_COUNTS)}")
+    r.known(k, at, ("guests", *KSM_COUNTS))
+    guests = r.get(k, "guests", at, list)
+    if not guests or not all(isinstance(g, str) for g in guests) or domain_id not in guests:
+        r.fail(f"{at}.guests", f"expected the ids of the guests KSM ran on, {domain_id!r} among them, "
+                               f"got {_short(guests)}")
+    counts = {}
+    for key in KSM_COUNTS:
+        counts[key] = r.get(k, key, at, int)
+        if counts[key] < 0:
+            r.fail(f"{at}.{key}", f"expected a count (0 or more), got {counts[key]}")
+    return KsmRecord(tuple(guests), **counts)
 
 
 def _check_kpageflags_files(r: _Reader, files: list[tuple[str, Path]]) -> None:
