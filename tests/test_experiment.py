@@ -1,9 +1,10 @@
 """An experiment's name and the captures it may share with other experiments."""
 
 import pytest
+import yaml
 
 from xpipe.errors import InputError
-from xpipe.experiment import claim_capture, experiment_name
+from xpipe.experiment import claim_capture, experiment_name, own_mixes
 
 
 @pytest.mark.parametrize("config, files, name", [
@@ -31,3 +32,15 @@ def test_a_capture_name_means_one_capture_in_the_project(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"c.yaml, captures.syn: another definition of capture 'syn'"):
         claim_capture("syn", {"synthetic": {"seed": 2}}, "c.yaml")
     assert (tmp_path / "results/normalised/syn/definition.yaml").read_text() == "synthetic:\n  seed: 1\n"
+
+
+def test_a_config_file_with_mixes_replaces_the_default_mixes(tmp_path):
+    merged = {"mixes": {"all": {"capture": "servers"}, "pair": {"capture": "servers"},
+                        "old": {"capture": "small", "domains": ["a"]}}, "sweep": {}}
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump({"mixes": {"old": {"capture": "small"}}}))
+    (tmp_path / "areas.yaml").write_text(yaml.safe_dump({"sweep": {"area_mib": [1]}}))
+    # the merged value is kept (Snakemake's), but only for the mixes the files name
+    assert own_mixes(merged, [str(tmp_path / "old.yaml")])["mixes"] == {"old": {"capture": "small",
+                                                                                 "domains": ["a"]}}
+    assert own_mixes(merged, [str(tmp_path / "areas.yaml")]) == merged  # a sweep keeps the default mixes
+    assert own_mixes(merged, []) == merged

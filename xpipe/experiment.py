@@ -1,6 +1,8 @@
 """An experiment: one config file's captures, mixes and sweep, and the results
 folder that is its own (``results/<experiment>/``).
 
+A config file given with --configfile that names ``mixes`` replaces the
+default mixes (``own_mixes``); its other keys override the defaults one by one.
 The experiment is named after the config files given with ``--configfile``
 (their stems, joined by '+': ``config/sweeps/area-sizes.yaml`` is
 ``area-sizes``), or ``default`` for the workflow's own ``config/config.yaml``;
@@ -58,6 +60,22 @@ def experiment_name(config: dict, configfiles: list[str]) -> str:
     return name
 
 
+def own_mixes(config: dict, configfiles: list[str]) -> dict:
+    """``config`` with only the mixes of the config files given with --configfile, when any
+    of them names ``mixes``. Snakemake merges config files key by key, so without this an
+    experiment on other data would also replay every mix of config/config.yaml; a file that
+    names no mixes (a sweep of parameters) keeps the default ones."""
+    own = Path(DEFAULT_CONFIG).resolve()
+    mixes: dict | None = None
+    for f in configfiles:
+        if Path(f).resolve() == own or not Path(f).is_file():
+            continue
+        data = yaml.safe_load(Path(f).read_text())
+        if isinstance(data, dict) and isinstance(data.get("mixes"), dict):
+            mixes = {**(mixes or {}), **data["mixes"]}
+    return config if mixes is None else {**config, "mixes": {m: config["mixes"][m] for m in mixes}}
+
+
 def claim_capture(name: str, entry: dict, where: str) -> None:
     """Record what a capture name means in this project, or refuse a second meaning:
     its normalised traces, pages and reads are shared by every experiment."""
@@ -98,6 +116,7 @@ class Experiment:
         configfiles = [str(f) for f in configfiles]
         where = ", ".join(dict.fromkeys([DEFAULT_CONFIG, *configfiles])) + " (or --config)"
         validate_config(config, load_schema(schema_path), where)
+        config = own_mixes(config, configfiles)
         name = experiment_name(config, configfiles)
         try:
             runs = expand_sweep(config["sweep"])
