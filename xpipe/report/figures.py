@@ -254,6 +254,28 @@ def sharing_matrix(df: pd.DataFrame, out: Path) -> None:
             "(zero and free pages left out)", df, out)
 
 
+@figure(needs="a capture recorded with KSM running (a capture spec's `ksm`)")
+def ksm_at_capture(df: pd.DataFrame, out: Path) -> None:
+    batches = list(dict.fromkeys(zip(df["capture"], df["guests"])))
+    cols = min(3, len(batches))
+    rows = -(-len(batches) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False, sharey=True)
+    for ax, (capture, guests) in zip(axes.flat, batches):
+        d = df[(df["capture"] == capture) & (df["guests"] == guests)]
+        ax.plot(d["time_min"], d["ksm_mib"], marker="o", color=REGISTRY["scan"].colour,
+                label="KSM pages_sharing (measured)")
+        ax.plot(d["time_min"], d["predicted_mib"], marker="s", ls="--", color=REGISTRY["oracle"].colour,
+                label="xpipe's prediction")
+        ax.set(title=f"{guests.replace(',', ', ')}\n(KSM/prediction {d['ratio'].iloc[-1]:.3f})",
+               xlabel="time since QEMU's start (min)", ylabel="memory saved (MiB)")
+        ax.title.set_fontsize("small")
+        ax.set_ylim(bottom=0)  # the gap is a few percent: read it from the ratio, not the slope
+    for ax in axes.flat[len(batches):]:
+        ax.axis("off")
+    _legend_right(axes[0][-1], "")
+    _finish(fig, "KSM on the live guests against xpipe's prediction for the same moment", df, out)
+
+
 def no_data(name: str, needs: str, out: str | Path) -> None:
     """A figure that says why it is empty."""
     fig, ax = plt.subplots(figsize=(6, 1.6))
