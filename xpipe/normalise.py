@@ -105,7 +105,7 @@ def ksm_at_capture_table(capture: str, manifest: Manifest) -> pl.DataFrame:
             if k is not None:
                 rows[(s.time_s, k.guests)] = (
                     capture, s.time_s, ",".join(k.guests), k.pages_sharing, k.pages_shared, k.full_scans,
-                    k.backed_pages, k.predicted_sharing, k.predicted_sharing_all_mergeable)
+                    k.backed_pages, k.predicted_sharing, k.predicted_sharing_all_mergeable, k.settled)
     return pl.DataFrame(list(rows.values()), schema=KSM_AT_CAPTURE.schema, orient="row")
 
 

@@ -173,6 +173,8 @@ KSM_AT_CAPTURE = Table(
         Column("predicted_sharing", _I, "xpipe's prediction: backed pages minus distinct contents"),
         Column("predicted_sharing_all_mergeable", _I, "the same over every mergeable QEMU mapping "
                "(guest RAM plus firmware and ROM blocks)"),
+        Column("settled", _B, "KSM was read once it had settled on the paused guests; false: as the live "
+               "guests left it"),
     ),
 )
 

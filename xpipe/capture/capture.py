@@ -74,7 +74,7 @@ def _ksm_running(spec: CaptureSpec):
         return nullcontext()
     from xpipe.capture.ksm import start_ksm
 
-    return start_ksm({k: str(v) for k, v in spec.ksm.items()})
+    return start_ksm({k: str(spec.ksm[k]) for k in ("pages_to_scan", "sleep_millisecs")})
 
 
 def _run_batches(spec, images, batches, kept, out, work, compress, progress) -> list[dict[str, Any]]:
@@ -220,7 +220,7 @@ def _run_batch(
             elif wait < -1:
                 log.warning("snapshot %d taken %.1f s late (guests too slow)", i, -wait)
             entries = _snapshot_all(guests, i, t, out, compress, len(spec.times_s), spec.snapshot_format,
-                                    previous, ksm=spec.ksm is not None)
+                                    previous, ksm=spec.ksm)
             for g, entry in zip(guests, entries):
                 snaps[g.name].append(entry)
                 progress.snapshot(g.name, i, t)
@@ -259,15 +259,16 @@ def _snapshot_all(
     n: int,
     snapshot_format: str,
     previous: dict[str, np.ndarray],
-    ksm: bool = False,
+    ksm: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Snapshot ``i`` of every guest of a batch, as close together as possible: all kpageflags
     copies at once, then each guest's memory hashed as QEMU streams it (each guest paused only
     for its own), its files written before the next guest's turn.
     Format ``delta``: a snapshot after a guest's first is stored as the changes to its
     previous one (``previous``, by guest name, updated here) when that file is smaller.
-    With ``ksm`` (KSM scanning the live guests) all guests are paused together instead, KSM's
-    counters read, and each entry gets the batch's ``ksm`` record (xpipe.capture.ksm)."""
+    With ``ksm`` (the spec's: KSM scanning the live guests) all guests are paused together
+    instead, KSM's counters read (once settled, with ``settle``), and each entry gets the
+    batch's ``ksm`` record (xpipe.capture.ksm)."""
     t0 = time.monotonic()
     taken = []
     for g in guests:
@@ -284,7 +285,7 @@ def _snapshot_all(
 
         for g in guests:
             g.pause()
-        sample = sample_paused(guests)
+        sample = sample_paused(guests, settle=bool(ksm.get("settle")))
     entries, all_hashes = [], []
     for g, taken_at, (uptime, nbytes) in zip(guests, taken, answers):
         t1 = time.monotonic()

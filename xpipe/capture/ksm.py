@@ -216,6 +216,7 @@ class KsmAtSnapshot:
     full_scans: int
     backed: list[np.ndarray]
     extra: list[np.ndarray]
+    settled: bool = False
 
     def entry(self, hashes: list[np.ndarray], names: list[str]) -> dict:
         """The snapshot's ``ksm`` record: KSM's counters and xpipe's prediction of them for
@@ -231,12 +232,20 @@ class KsmAtSnapshot:
             "backed_pages": len(backed),
             "predicted_sharing": int(len(backed) - len(np.unique(backed))),
             "predicted_sharing_all_mergeable": int(len(everything) - len(np.unique(everything))),
+            "settled": self.settled,
         }
 
 
-def sample_paused(guests: list[Guest]) -> KsmAtSnapshot:
+#: Seconds a paused batch may wait for KSM to settle at one snapshot (``settle``).
+SETTLE_TIMEOUT_S = 300.0
+
+
+def sample_paused(guests: list[Guest], settle: bool = False) -> KsmAtSnapshot:
     """KSM's counters and the guests' backed frames, read while ``guests`` are all paused
-    (the pagemap before QEMU reads the memory: reading a page never written would map it)."""
+    (the pagemap before QEMU reads the memory: reading a page never written would map it).
+    With ``settle``, once pages_sharing has stopped moving on the paused guests."""
+    if settle:
+        _wait_settled(SETTLE_TIMEOUT_S)
     counters = [int(_read(n)) for n in ("pages_sharing", "pages_shared", "full_scans")]
     backed, extra = [], []
     for g in guests:
@@ -244,7 +253,7 @@ def sample_paused(guests: list[Guest]) -> KsmAtSnapshot:
         ram = guest_ram_mapping(g.pid, size)
         backed.append(present_frames(g.pid, ram, size))
         extra.append(other_mergeable_pages(g.pid, ram))
-    return KsmAtSnapshot(*counters, backed, extra)
+    return KsmAtSnapshot(*counters, backed, extra, settled=settle)
 
 
 def _wait_settled(timeout_s: float, window_s: float = 8.0, tol: float = 0.002) -> int:

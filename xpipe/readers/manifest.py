@@ -66,6 +66,8 @@ class KsmRecord:
     backed_pages: int
     predicted_sharing: int
     predicted_sharing_all_mergeable: int
+    #: KSM was read once it had settled on the paused guests, not as the live guests left it
+    settled: bool = False
 
 
 @dataclass(frozen=True)
@@ -374,7 +376,7 @@ def _ksm_record(r: _Reader, s: dict, where: str, domain_id) -> KsmRecord:
     of the batch, this domain among them."""
     at = f"{where}.ksm"
     k = r.mapping(s["ksm"], at, f"guests and {', '.join(KSM_COUNTS)}")
-    r.known(k, at, ("guests", *KSM_COUNTS))
+    r.known(k, at, ("guests", *KSM_COUNTS, "settled"))
     guests = r.get(k, "guests", at, list)
     if not guests or not all(isinstance(g, str) for g in guests) or domain_id not in guests:
         r.fail(f"{at}.guests", f"expected the ids of the guests KSM ran on, {domain_id!r} among them, "
@@ -384,7 +386,7 @@ def _ksm_record(r: _Reader, s: dict, where: str, domain_id) -> KsmRecord:
         counts[key] = r.get(k, key, at, int)
         if counts[key] < 0:
             r.fail(f"{at}.{key}", f"expected a count (0 or more), got {counts[key]}")
-    return KsmRecord(tuple(guests), **counts)
+    return KsmRecord(tuple(guests), **counts, settled=r.get(k, "settled", at, bool, required=False, default=False))
 
 
 def _check_kpageflags_files(r: _Reader, files: list[tuple[str, Path]]) -> None:

@@ -259,21 +259,25 @@ def ksm_at_capture(df: pd.DataFrame, out: Path) -> None:
     batches = list(dict.fromkeys(zip(df["capture"], df["guests"])))
     cols = min(3, len(batches))
     rows = -(-len(batches) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.6 * rows + 0.6), squeeze=False, sharey=True)
     for ax, (capture, guests) in zip(axes.flat, batches):
         d = df[(df["capture"] == capture) & (df["guests"] == guests)]
         ax.plot(d["time_min"], d["ksm_mib"], marker="o", color=REGISTRY["scan"].colour,
                 label="KSM pages_sharing (measured)")
         ax.plot(d["time_min"], d["predicted_mib"], marker="s", ls="--", color=REGISTRY["oracle"].colour,
                 label="xpipe's prediction")
-        ax.set(title=f"{guests.replace(',', ', ')}\n(KSM/prediction {d['ratio'].iloc[-1]:.3f})",
+        ax.set(title=f"{guests.replace(',', ', ')}\n(KSM/prediction {d['ratio'].iloc[-1]:.3f} at the last)",
                xlabel="time since QEMU's start (min)", ylabel="memory saved (MiB)")
         ax.title.set_fontsize("small")
         ax.set_ylim(bottom=0)  # the gap is a few percent: read it from the ratio, not the slope
     for ax in axes.flat[len(batches):]:
         ax.axis("off")
-    _legend_right(axes[0][-1], "")
-    _finish(fig, "KSM on the live guests against xpipe's prediction for the same moment", df, out)
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize="small")
+    when = ("once KSM settled on the paused guests" if df["settled"].all()
+            else "as the live guests left KSM")
+    fig.suptitle(_title(f"KSM against xpipe's prediction at each snapshot,\n{when}", df))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    _save(fig, out)
 
 
 def no_data(name: str, needs: str, out: str | Path) -> None:
