@@ -50,10 +50,13 @@ def _title(text: str, df: pd.DataFrame) -> str:
 
 
 def _save(fig, out_png: str | Path) -> None:
+    """PNG and SVG, cropped to what is drawn: the box is measured once for both (each
+    ``bbox_inches="tight"`` would lay out every text again)."""
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110, bbox_inches="tight")
-    fig.savefig(out_png.with_suffix(".svg"), bbox_inches="tight")
+    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
+    fig.savefig(out_png, dpi=110, bbox_inches=box)
+    fig.savefig(out_png.with_suffix(".svg"), bbox_inches=box)
     plt.close(fig)
 
 
@@ -95,7 +98,7 @@ def savings(df: pd.DataFrame, out: Path) -> None:
     order, colours = runs_in_order(df)
     mixes = _mixes(df)
     fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(mixes) * max(1, len(order)) / 3), 4.5))
-    sns.barplot(df, x="mix", y="savings_pct", hue="label", hue_order=order, palette=colours, order=mixes, ax=ax)
+    sns.barplot(data=df, errorbar=None, x="mix", y="savings_pct", hue="label", hue_order=order, palette=colours, order=mixes, ax=ax)
     ax.set(xlabel="mix of domains", ylabel="memory saved vs no sharing (%)",
            title=_title("Memory saved per policy (mean footprint over snapshots)", df))
     _legend_right(ax, "policy")
@@ -111,7 +114,7 @@ def footprint_time(df: pd.DataFrame, out: Path) -> None:
     # an x axis per mix: one mix may span seconds, another hours
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
     for ax, mix in zip(axes.flat, mixes):
-        sns.lineplot(df[df["mix"] == mix], x="time_s", y="footprint_mib", hue="label", hue_order=order,
+        sns.lineplot(errorbar=None, data=df[df["mix"] == mix], x="time_s", y="footprint_mib", hue="label", hue_order=order,
                      palette=colours, marker="o", ax=ax, legend=ax is axes.flat[0])
         ax.set(title=f"mix: {mix}", xlabel="guest time (s)", ylabel="host footprint (MiB)")
     for ax in list(axes.flat)[len(mixes):]:
@@ -136,7 +139,7 @@ def area_size(df: pd.DataFrame, out: Path) -> None:
     for j, mix in enumerate(mixes):
         d = df[df["mix"] == mix]
         top, bottom = axes[0][j], axes[1][j]
-        sns.lineplot(d, x="area_mib", y="io_reduction_pct", ax=top, legend=j == len(mixes) - 1, **style)
+        sns.lineplot(errorbar=None, data=d, x="area_mib", y="io_reduction_pct", ax=top, legend=j == len(mixes) - 1, **style)
         top.axhline(d["io_ideal_pct"].iloc[0], ls="--", color="grey")
         top.set(xscale="log", title=mix, xlabel="sharing area (MiB)", ylabel="reads avoided = hit ratio (%)")
         sizes = sorted(d["area_mib"].unique())
@@ -146,7 +149,7 @@ def area_size(df: pd.DataFrame, out: Path) -> None:
             bottom.axis("off")
             drawn = (top,)
         else:
-            sns.lineplot(d, x="area_mib", y="savings_pct", ax=bottom, legend=False, **style)
+            sns.lineplot(errorbar=None, data=d, x="area_mib", y="savings_pct", ax=bottom, legend=False, **style)
             bottom.axhline(d["oracle_savings_pct"].iloc[0], ls="--", color=REGISTRY["oracle"].colour)
             bottom.set(xscale="log", xlabel="sharing area (MiB)", ylabel="memory saved vs no sharing (%)")
             drawn = (top, bottom)
@@ -185,7 +188,7 @@ def domains_per_host(df: pd.DataFrame, out: Path) -> None:
     for ax, mix in zip(axes[0], mixes):
         d = df[df["mix"] == mix]
         one_host = d[d["host_mib"] == d["host_mib"].min()]
-        sns.lineplot(one_host, x="domains", y="peak_mib", hue="label", hue_order=order, palette=colours,
+        sns.lineplot(errorbar=None, data=one_host, x="domains", y="peak_mib", hue="label", hue_order=order, palette=colours,
                      marker="o", ax=ax, legend=ax is axes[0][-1])
         for h in sorted(d["host_mib"].unique()):
             ax.axhline(h, ls=":", color="grey")
@@ -209,7 +212,7 @@ def snapshot_interval(df: pd.DataFrame, out: Path) -> None:
         d = df[df["mix"] == mix]
         for ax, y, ylabel in ((axes[0][j], "savings_pct", "memory saved vs no sharing (%)"),
                               (axes[1][j], "cow_breaks", "COW breaks (count)")):
-            sns.lineplot(d, x="snapshot_interval_s", y=y, hue="label", hue_order=order, palette=colours,
+            sns.lineplot(errorbar=None, data=d, x="snapshot_interval_s", y=y, hue="label", hue_order=order, palette=colours,
                          marker="o", ax=ax, legend=ax is axes[0][-1])
             ax.set(xlabel="snapshot interval (s)", ylabel=ylabel)
         axes[0][j].set_title(mix)
@@ -226,7 +229,7 @@ def scan_rate(df: pd.DataFrame, out: Path) -> None:
     fig, axes = plt.subplots(1, len(mixes), figsize=(4.6 * len(mixes), 4.2), squeeze=False)
     starts = list(dict.fromkeys(scan["scan_start"]))
     for ax, mix in zip(axes[0], mixes):
-        sns.lineplot(scan[scan["mix"] == mix], x="scan_pages_per_s", y="savings_pct", style="scan_start",
+        sns.lineplot(errorbar=None, data=scan[scan["mix"] == mix], x="scan_pages_per_s", y="savings_pct", style="scan_start",
                      style_order=starts, color=REGISTRY["scan"].colour, markers=True, ax=ax,
                      legend=ax is axes[0][-1])
         for _, r in refs[refs["mix"] == mix].sort_values("run_order").iterrows():
