@@ -166,6 +166,20 @@ def test_chain_gives_the_frames_table_of_full_files(tmp_path):
     assert got.filter(pl.col("snapshot") == 4)["hash"].to_numpy().tolist() == snaps[4].tolist()
 
 
+@pytest.mark.parametrize("every, kept", [(1, [0, 1, 2, 3, 4]), (2, [0, 2, 4]), (3, [0, 3, 4]), (9, [0, 4])])
+def test_keep_every_passes_on_every_kth_snapshot_and_the_last(tmp_path, every, kept):
+    snaps = snapshots(5)
+    domain = load_manifest(bundle(tmp_path, snaps, ["pages"] + ["delta"] * 4)).domains[0]
+    got = normalise_frames(domain, keep_every=every)
+    # numbered 0.. in time order, each the snapshot the whole chain of deltas gives
+    assert got["snapshot"].unique().sort().to_list() == list(range(len(kept)))
+    for i, k in enumerate(kept):
+        one = got.filter(pl.col("snapshot") == i)
+        assert one["time_s"].unique().to_list() == [10.0 * (k + 1)]
+        assert one["hash"].to_numpy().tolist() == snaps[k].tolist()
+        assert one["kpageflags"].unique().to_list() == [k]
+
+
 def test_manifest_refuses_a_delta_first(tmp_path):
     snaps = snapshots(2)
     path = bundle(tmp_path, snaps, ["pages", "delta"])

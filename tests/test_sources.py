@@ -129,6 +129,9 @@ def test_import_is_cheap():
     ({"synthetic": {"workloads": ["a"], "domains_per_workload": [1, 2]}},
      r"captures\.x\.synthetic: expected as many domains_per_workload as workloads"),
     ({"manifest": "no/such/manifest.yaml"}, r"no/such/manifest\.yaml: capture manifest not found"),
+    ({"manifest": DEFAULT, "keep_every": 0}, r"captures\.x\.keep_every: expected a whole number >= 1, got 0"),
+    ({"manifest": DEFAULT, "keep_every": True}, r"captures\.x\.keep_every: expected a whole number >= 1, got True"),
+    ({"manifest": DEFAULT, "keep_every": 2.5}, r"captures\.x\.keep_every: expected a whole number >= 1, got 2\.5"),
 ])
 def test_bad_entry(in_project, entry, message):
     with pytest.raises(InputError, match=message):

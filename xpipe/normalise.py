@@ -15,6 +15,7 @@ from xpipe.readers.compact import read_kpageflags, read_u64
 from xpipe.readers.manifest import Disk, Domain, Manifest
 from xpipe.readers.registry import READ_TRACE_READERS, read_snapshot
 from xpipe.schemas import BLOCKS, DOMAINS, FRAMES, KSM_AT_CAPTURE, REQUESTS, SKIPPED
+from xpipe.sim.trace import kept_snapshots
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,18 @@ def frame_table(domain: str, snapshot: int, time_s: float, gfn: np.ndarray, hash
                          "hash": hashes, "kpageflags": flags}, schema=FRAMES.schema)
 
 
-def normalise_frames(domain: Domain, threads: int = 0) -> pl.DataFrame:
-    """Every snapshot of the domain, frame by frame, with kpageflags where captured.
-    Raw dumps are hashed with ``threads`` threads (0: one per core). Snapshots are read
-    in order, each given the one before it (a `delta` snapshot is the changes to it)."""
+def kept(domain: Domain, keep_every: int) -> list[int]:
+    """Indexes of the domain's snapshots stage 1 passes on (the capture's ``keep_every``)."""
+    return kept_snapshots(np.array([s.time_s for s in domain.snapshots]), keep_every).tolist()
+
+
+def normalise_frames(domain: Domain, threads: int = 0, keep_every: int = 1) -> pl.DataFrame:
+    """Every snapshot of the domain, or every ``keep_every``-th and the last, frame by frame,
+    with kpageflags where captured, numbered 0.. in time order. Raw dumps are hashed with
+    ``threads`` threads (0: one per core). Every snapshot is read, in order, each given the
+    one before it (a `delta` snapshot is the changes to it)."""
     expected = domain.memory_mib * PAGES_PER_MIB
+    keep = kept(domain, keep_every)
     parts = []
     first_gfn = None
     previous = None
@@ -70,7 +78,8 @@ def normalise_frames(domain: Domain, threads: int = 0) -> pl.DataFrame:
         elif not np.array_equal(gfn, first_gfn):
             raise InputError(snap.path, None, "expected the same guest frames as the domain's first snapshot")
         previous = (gfn, h)
-        parts.append(frame_table(domain.id, k, snap.time_s, gfn, h, snap.kpageflags))
+        if k in keep:
+            parts.append(frame_table(domain.id, len(parts), snap.time_s, gfn, h, snap.kpageflags))
         log.info("domain %s: snapshot %d/%d normalised", domain.id, k + 1, len(domain.snapshots))
     return FRAMES.conform(pl.concat(parts)) if parts else pl.DataFrame(schema=FRAMES.schema)
 
@@ -110,9 +119,9 @@ def ksm_at_capture_table(capture: str, manifest: Manifest) -> pl.DataFrame:
 
 
 def domains_table(capture: str, manifest: Manifest, reads_per_domain: dict[str, int],
-                  skipped_per_domain: dict[str, int]) -> pl.DataFrame:
+                  skipped_per_domain: dict[str, int], keep_every: int = 1) -> pl.DataFrame:
     return pl.DataFrame(
-        [(capture, d.id, d.workload, d.os, d.memory_mib, d.memory_mib * PAGES_PER_MIB, len(d.snapshots),
+        [(capture, d.id, d.workload, d.os, d.memory_mib, d.memory_mib * PAGES_PER_MIB, len(kept(d, keep_every)),
           reads_per_domain.get(d.id, 0), manifest.hash_kind, skipped_per_domain.get(d.id, 0), manifest.synthetic)
          for d in manifest.domains],
         schema=DOMAINS.schema, orient="row",

@@ -145,7 +145,8 @@ DOMAINS = Table(
                "linux 6.12.57+deb13-amd64\"); null when the bundle does not say"),
         Column("memory_mib", _I, "guest memory, MiB"),
         Column("frames", _I, "guest page frames (4 KiB) per snapshot"),
-        Column("snapshots", _I, "number of memory snapshots"),
+        Column("snapshots", _I, "memory snapshots passed on: all, or every keep_every-th and the last "
+               "(the capture entry's keep_every)"),
         Column("reads", _I, "4 KiB disk blocks read in the trace"),
         Column("hash_kind", _S, "what identifies a content in this capture: xxh3-64 (memory, disk images), "
                "md5 (FIU traces) or 32-bit (UMass memory traces); contents of different kinds are never "

@@ -36,6 +36,8 @@ class CaptureSource(ABC):
     made_by_workflow: bool
     #: Whether stage 1 skips and counts bad trace records instead of stopping at the first.
     lenient: bool = False
+    #: Stage 1 keeps every k-th memory snapshot of each domain, and the last (1: all).
+    keep_every: int = 1
 
     def __init__(self, name: str):
         self.name = name
@@ -231,5 +233,9 @@ def capture_source(name: str, entry: dict) -> CaptureSource:
         src = Recorded(name, entry[kind])
     else:
         src = OnDisk(name, entry[kind])
+    keep_every = entry.get("keep_every", 1)
+    if isinstance(keep_every, bool) or not isinstance(keep_every, int) or keep_every < 1:
+        raise InputError(CONFIG, f"captures.{name}.keep_every", f"expected a whole number >= 1, got {keep_every!r}")
     src.lenient = lenient
+    src.keep_every = keep_every
     return src

@@ -68,6 +68,10 @@ def capture_lenient(wildcards):
     return source(wildcards).lenient
 
 
+def capture_keep_every(wildcards):
+    return source(wildcards).keep_every
+
+
 def domain_files(wildcards):
     return source(wildcards).domain_files(wildcards.domain)
 

@@ -32,6 +32,8 @@ rule tabulate_domains:
     output:
         domains=DOMAINS.where,
         ksm=KSM_AT_CAPTURE.where,
+    params:
+        keep_every=capture_keep_every,
     conda:
         "../envs/xpipe.yaml"
     log:

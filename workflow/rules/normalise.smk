@@ -52,6 +52,7 @@ rule normalise_domain:
     params:
         manifest=capture_manifest,
         lenient=capture_lenient,
+        keep_every=capture_keep_every,
     # threads that hash raw dumps and disk images; jobs run side by side, so one
     # each by default (more for a few large dumps: --set-threads normalise_domain=2)
     threads: 1

@@ -20,7 +20,7 @@ def main():
         counts = ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items()))
         logging.getLogger("xpipe.normalise").warning("domain %s: %s: skipped %s", domain.id, domain.reads, counts)
     write_parquet(skipped_table(domain, skipped or {}), snakemake.output.skipped)
-    write_parquet(normalise_frames(domain, snakemake.threads), snakemake.output.frames)
+    write_parquet(normalise_frames(domain, snakemake.threads, snakemake.params.keep_every), snakemake.output.frames)
 
 
 run_logged(snakemake.log[0], main)

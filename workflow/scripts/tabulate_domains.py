@@ -16,7 +16,8 @@ def main():
     skipped = {d.id: pl.read_parquet(path)["records"].sum()
                for d, path in zip(manifest.domains, snakemake.input.skipped)}
     capture = snakemake.wildcards.capture
-    write_parquet(domains_table(capture, manifest, reads, skipped), snakemake.output.domains)
+    write_parquet(domains_table(capture, manifest, reads, skipped, snakemake.params.keep_every),
+                  snakemake.output.domains)
     write_parquet(ksm_at_capture_table(capture, manifest), snakemake.output.ksm)
 
 
