@@ -273,3 +273,18 @@ def _merge(t, h, bounds, out_t, out_dom, out_h):
                 break
             heap[j], heap[c] = heap[c], heap[j]
             j = c
+
+
+@njit(cache=True, nogil=True)
+def _inter_domain(inv, dom, groups):
+    """Per content group among ``groups``: do its frames (``inv``: each frame's group, ``dom``:
+    its domain) belong to more than one domain? One pass, no sort."""
+    first = np.full(groups, -1, dtype=np.int64)
+    inter = np.zeros(groups, dtype=np.bool_)
+    for i in range(len(inv)):
+        g = inv[i]
+        if first[g] < 0:
+            first[g] = dom[i]
+        elif first[g] != dom[i]:
+            inter[g] = True
+    return inter

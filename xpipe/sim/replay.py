@@ -114,7 +114,7 @@ def _scan_order(s: Schedule, k: int, held: list[np.ndarray], offsets: np.ndarray
 _STEP_BYTES = 40
 #: Steps kept for the next run of the same domains, snapshots and partition when they fit
 #: in this many bytes (a sweep replays them once per run); beyond it each run rebuilds them.
-KEEP_BYTES = 256 << 20
+KEEP_BYTES = 1 << 30
 
 
 @dataclass
@@ -198,17 +198,13 @@ def prepare(domains: Sequence[DomainTrace], snapshot_every: int, part: Partition
 
 
 def _tally_types(tally: dict, types: np.ndarray, idx: np.ndarray, inv: np.ndarray, groups: int,
-                 frame_dom: np.ndarray, n_dom: int) -> None:
+                 frame_dom: np.ndarray) -> None:
     """Add this time's mapped frames ``idx`` (``inv``: their content's group among ``groups``) to
     ``tally``: (group size, cell) -> frames, a cell being page type * 2 + (1 if inter-domain else 0)."""
+    from xpipe.sim.loops import _inter_domain
+
     counts = np.bincount(inv, minlength=groups)
-    # a content is inter-domain when its frames' lowest and highest domain differ
-    dom = frame_dom[idx]
-    low = np.full(groups, n_dom, dtype=dom.dtype)
-    high = np.full(groups, -1, dtype=dom.dtype)
-    np.minimum.at(low, inv, dom)
-    np.maximum.at(high, inv, dom)
-    cell = types[idx].astype(np.int64) * 2 + (low != high)[inv]
+    cell = types[idx].astype(np.int64) * 2 + _inter_domain(inv, frame_dom[idx], groups)[inv]
     seen = np.bincount(counts)  # groups per size: few sizes occur, each numbered by its rank
     sizes, rank = np.flatnonzero(seen), np.cumsum(seen > 0) - 1
     frames = np.bincount(rank[counts[inv]] * _CELLS + cell, minlength=len(sizes) * _CELLS)
@@ -244,7 +240,7 @@ def replay_prepared(p: Prepared, spec: RunSpec, with_types: bool = True) -> Part
         # the mapped frames' contents only: a run that maps few frames numbers few
         inv, area_mapped = group_ids(f.hashes[idx])
         if with_types and len(idx):
-            _tally_types(tally, f.types, idx, inv, area_mapped, frame_dom, n_dom)
+            _tally_types(tally, f.types, idx, inv, area_mapped, frame_dom)
         per_dom_present = f.derived("per_domain", lambda f=f: np.bincount(frame_dom[f.present], minlength=n_dom))
         per_dom_mapped = np.bincount(frame_dom[idx], minlength=n_dom)
         per_dom_cow = np.bincount(frame_dom[shared.cow], minlength=n_dom)
