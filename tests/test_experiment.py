@@ -44,3 +44,5 @@ def test_a_config_file_with_mixes_replaces_the_default_mixes(tmp_path):
                                                                                  "domains": ["a"]}}
     assert own_mixes(merged, [str(tmp_path / "areas.yaml")]) == merged  # a sweep keeps the default mixes
     assert own_mixes(merged, []) == merged
+    with pytest.raises(InputError, match=r"nope.yaml: config file not found"):
+        own_mixes(merged, [str(tmp_path / "nope.yaml")])

@@ -242,10 +242,9 @@ def test_experiments_keep_their_own_results(tiny):
     assert con.sql("SELECT DISTINCT area_mib FROM summary WHERE policy = 'dsa' ORDER BY 1").fetchall() \
         == [(0.5,), (2.0,)]
     con.close()
-    con = connect(test / "results/other/xpipe.duckdb")  # other.yaml's mix, and the base file's (merged)
-    assert con.sql("SELECT DISTINCT capture FROM pages ORDER BY 1").fetchall() == [("small",), ("tiny",)]
-    assert con.sql("SELECT DISTINCT mix FROM summary ORDER BY 1").fetchall() == \
-        [("all",), ("io-only",), ("pair",), ("two",)]
+    con = connect(test / "results/other/xpipe.duckdb")  # other.yaml's mixes replace the base file's
+    assert con.sql("SELECT DISTINCT capture FROM pages ORDER BY 1").fetchall() == [("small",)]
+    assert con.sql("SELECT DISTINCT mix FROM summary ORDER BY 1").fetchall() == [("two",)]
     con.close()
     con = connect(test / "results/default/xpipe.duckdb")
     assert con.sql("SELECT DISTINCT capture FROM pages").fetchall() == [("tiny",)]

@@ -185,19 +185,36 @@ def ksm_snapshots(time_s, **ksm):
     return [{"time_s": t, "pages": "s0.xxh", "ksm": {**KSM, **ksm}} for t in time_s]
 
 
-def test_ksm_records_become_one_row_per_batch_and_time(tmp_path):
+def ksm_bundle(tmp_path, sharing=(90, 90), guests=("a", "b")):
     (tmp_path / "s0.xxh").write_bytes(b"\0" * 8 * 256)
     domains = [{"id": i, "workload": "idle", "memory_mib": 1, "os": "debian trixie",
-                "snapshots": ksm_snapshots([1, 2], pages_sharing=90 + j)} for j, i in enumerate(["a", "b"])]
+                "snapshots": ksm_snapshots([1, 2, 3], pages_sharing=n, guests=list(guests))}
+               for i, n in zip(["a", "b"], sharing)]
     (tmp_path / "manifest.yaml").write_text(yaml.safe_dump({"format": "xpipe-capture/1", "domains": domains}))
-    m = load_manifest(tmp_path / "manifest.yaml")
+    return tmp_path / "manifest.yaml"
+
+
+def test_ksm_records_become_one_row_per_batch_and_time(tmp_path):
+    m = load_manifest(ksm_bundle(tmp_path))
     k = m.domains[0].snapshots[1].ksm
-    assert (k.guests, k.pages_sharing, k.predicted_sharing) == (("a", "b"), 90, 100)
-    # both guests of the batch carry the record; the table keeps one row per (time, batch),
-    # the last domain's counts (the capture writes the same record into each)
+    assert (k.guests, k.pages_sharing, k.predicted_sharing, k.settled) == (("a", "b"), 90, 100, False)
+    # both guests of the batch carry the record; the table keeps one row per (time, batch)
     table = ksm_at_capture_table("c", m)
-    assert table.select("time_s", "guests", "ksm_pages_sharing").rows() == [(1.0, "a,b", 91), (2.0, "a,b", 91)]
+    assert table.select("time_s", "guests", "ksm_pages_sharing").rows() == [
+        (1.0, "a,b", 90), (2.0, "a,b", 90), (3.0, "a,b", 90)]
     assert domains_table("c", m, {}, {})["os"].to_list() == ["debian trixie", "debian trixie"]
+    # keep_every: the snapshots column counts what stage 1 passes on
+    assert domains_table("c", m, {}, {}, keep_every=2)["snapshots"].to_list() == [2, 2]
+    assert domains_table("c", m, {}, {}, keep_every=1)["snapshots"].to_list() == [3, 3]
+
+
+def test_a_batch_whose_guests_disagree_on_ksm_is_refused(tmp_path):
+    with pytest.raises(InputError, match=r"domains\[1\].snapshots\[0\].ksm: expected the same KSM record as the "
+                                         r"batch's other guests at 1 s \(a, b\)"):
+        load_manifest(ksm_bundle(tmp_path, sharing=(90, 91)))
+    with pytest.raises(InputError, match=r"domains\[0\].snapshots\[0\].ksm.guests: expected domains of this "
+                                         r"bundle, got 'c'"):
+        load_manifest(ksm_bundle(tmp_path, guests=("a", "b", "c")))
 
 
 @pytest.mark.parametrize("ksm, message", [

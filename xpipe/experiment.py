@@ -68,8 +68,11 @@ def own_mixes(config: dict, configfiles: list[str]) -> dict:
     own = Path(DEFAULT_CONFIG).resolve()
     mixes: dict | None = None
     for f in configfiles:
-        if Path(f).resolve() == own or not Path(f).is_file():
+        if Path(f).resolve() == own:
             continue
+        if not Path(f).is_file():
+            raise InputError(f, None, "config file not found (from --configfile; relative to the working "
+                                      "directory)")
         data = yaml.safe_load(Path(f).read_text())
         if isinstance(data, dict) and isinstance(data.get("mixes"), dict):
             mixes = {**(mixes or {}), **data["mixes"]}

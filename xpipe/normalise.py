@@ -106,7 +106,7 @@ def skipped_table(domain: Domain, skipped: dict[str, int]) -> pl.DataFrame:
 
 def ksm_at_capture_table(capture: str, manifest: Manifest) -> pl.DataFrame:
     """One row per snapshot time and batch of the manifest's ``ksm`` records (every guest of a
-    batch carries the same record)."""
+    batch carries the same record: the manifest reader checks it)."""
     rows = {}
     for d in manifest.domains:
         for s in d.snapshots:

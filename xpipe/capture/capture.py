@@ -38,6 +38,10 @@ def run_capture(spec: CaptureSpec, out: Path, compress: bool = True, name: str =
     spec's) labels the progress lines. Batches already in ``out`` from an earlier run of the
     same spec are kept (see COMPLETE), the others recorded."""
     spec.validate()
+    if spec.ksm is not None:  # before minutes of image building and hashing
+        from xpipe.capture.ksm import check_host
+
+        check_host("a capture with ksm")
     images, about = _domain_images(spec)
     out.mkdir(parents=True, exist_ok=True)
     batches = [spec.domains[i : i + spec.batch_size] for i in range(0, len(spec.domains), spec.batch_size)]
@@ -52,7 +56,7 @@ def run_capture(spec: CaptureSpec, out: Path, compress: bool = True, name: str =
     try:
         disks = {im.disk_name: im for im in images.values()}
         disk_entries = {disk: _write_disk(im, out, compress) for disk, im in disks.items()}
-        with _ksm_running(spec):
+        with _ksm_running(spec, len(batches) - len(kept)):
             domains = _run_batches(spec, images, batches, kept, out, work, compress, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -67,10 +71,10 @@ def run_capture(spec: CaptureSpec, out: Path, compress: bool = True, name: str =
     return path
 
 
-def _ksm_running(spec: CaptureSpec):
-    """With the spec's ``ksm``: THP off, KSM scanning at its rate for the whole capture and
-    every host setting put back afterwards (xpipe.capture.ksm.host_settings)."""
-    if spec.ksm is None:
+def _ksm_running(spec: CaptureSpec, batches_left: int):
+    """With the spec's ``ksm`` and batches to record: THP off, KSM scanning at its rate for
+    the whole capture and every host setting put back afterwards (xpipe.capture.ksm.host_settings)."""
+    if spec.ksm is None or not batches_left:
         return nullcontext()
     from xpipe.capture.ksm import start_ksm
 
@@ -281,11 +285,12 @@ def _snapshot_all(
         return _kdump_all(guests, i, t, out, compress, n, taken, answers)
     sample = None
     if ksm:
-        from xpipe.capture.ksm import sample_paused
+        from xpipe.capture.ksm import SETTLE_TIMEOUT_S, sample_paused
 
         for g in guests:
             g.pause()
-        sample = sample_paused(guests, settle=bool(ksm.get("settle")))
+        sample = sample_paused(guests, settle=bool(ksm.get("settle")),
+                               timeout_s=float(ksm.get("settle_timeout_s", SETTLE_TIMEOUT_S)))
     entries, all_hashes = [], []
     for g, taken_at, (uptime, nbytes) in zip(guests, taken, answers):
         t1 = time.monotonic()

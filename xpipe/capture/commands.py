@@ -211,6 +211,7 @@ def _validate_ksm(args: argparse.Namespace) -> int:
 def _validate_ksm_debian(args: argparse.Namespace) -> int:
     """Capture the spec's server guests with KSM running and settling at every snapshot, then
     compare KSM's pages_sharing with the prediction over all mergeable memory, per snapshot."""
+    import math
     import shutil
 
     from xpipe.capture.capture import run_capture
@@ -220,13 +221,18 @@ def _validate_ksm_debian(args: argparse.Namespace) -> int:
     from xpipe.readers.manifest import load_manifest
 
     tolerance = 0.05 if args.tolerance is None else args.tolerance
+    for flag, given, default in (("--guests", args.guests, 3), ("--memory-mib", args.memory_mib, 256),
+                                 ("--boot-timeout", args.boot_timeout, 120.0)):
+        if given != default:
+            raise CaptureError(f"{flag} is for --guest busybox; --guest debian takes its guests, memory and "
+                               "boot timeout from the spec (--spec)")
     spec_path = args.spec or PRESET_DIR / "servers-small.yaml"
     spec = load_spec(spec_path)
     if spec.guest != "server":
         raise CaptureError(f"{spec_path}: --guest debian runs server guests (guest: server), not {spec.guest}")
     rate = {k: int(spec.ksm[k]) for k in KSM_SETTINGS} if spec.ksm else {"pages_to_scan": 1000,
                                                                            "sleep_millisecs": 20}
-    spec = replace(spec, ksm={**rate, "settle": True},
+    spec = replace(spec, ksm={**rate, "settle": True, "settle_timeout_s": args.settle_timeout},
                    snapshot_format="pages" if spec.snapshot_format == "kdump-zlib" else spec.snapshot_format)
     out = args.output
     bundle = out / "bundle"
@@ -234,10 +240,13 @@ def _validate_ksm_debian(args: argparse.Namespace) -> int:
     table = ksm_at_capture_table("validate-ksm", load_manifest(run_capture(spec, bundle, name="validate-ksm")))
     table = table.with_columns(ratio=table["ksm_pages_sharing"] / table["predicted_sharing_all_mergeable"])
     table.write_csv(out / "ksm.csv")
+    expected = len(spec.times_s) * -(-len(spec.domains) // spec.batch_size)
+    if len(table) != expected:
+        raise CaptureError(f"{bundle}: {len(table)} KSM records, expected {expected} (snapshots x batches)")
     worst = 0.0
     print(f"{'time_s':>7} {'guests':<40} {'KSM pages_sharing':>17} {'predicted':>10} {'ratio':>7}")
     for r in table.iter_rows(named=True):
-        worst = max(worst, abs(1 - r["ratio"]))
+        worst = max(worst, abs(1 - r["ratio"]) if math.isfinite(r["ratio"]) else math.inf)  # 0/0 fails
         print(f"{r['time_s']:>7.0f} {r['guests']:<40} {r['ksm_pages_sharing']:>17} "
               f"{r['predicted_sharing_all_mergeable']:>10} {r['ratio']:>7.4f}")
     figure = out / "ksm.png"

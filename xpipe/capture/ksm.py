@@ -14,6 +14,7 @@ import mmap
 import os
 import re
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,9 @@ KSM = Path("/sys/kernel/mm/ksm")
 THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 #: Scanning fast enough to settle within a minute on a few hundred MiB of guests.
 KSM_SETTINGS = {"pages_to_scan": "20000", "sleep_millisecs": "10"}
+#: Pinned while KSM is compared: with use_zero_pages on, KSM maps empty pages to the kernel's
+#: zero page without counting them in pages_sharing, and the prediction counts them.
+PINNED = {"use_zero_pages": "0"}
 #: /proc/PID/pagemap has one entry per host page (guest frames are host pages here: both 4 KiB).
 HOST_PAGE = mmap.PAGESIZE
 PAGEMAP_PRESENT = 1 << 63
@@ -84,15 +88,22 @@ def _thp_mode() -> str:
     return m.group(1)
 
 
-@contextmanager
-def host_settings(settings: dict[str, str] = KSM_SETTINGS, what: str = "validate-ksm") -> Iterator[None]:
-    """THP off and KSM's scanning ``settings`` for the duration; everything restored
-    afterwards, KSM unmerged (run=2) before its old `run` value is put back. ``what`` names
-    the command in the error of a user who is not root."""
+def check_host(what: str = "validate-ksm") -> None:
+    """CaptureError unless this process may change KSM and THP: root, and a kernel with KSM.
+    ``what`` names the command in the error."""
     if os.geteuid() != 0:
         raise CaptureError(f"{what} needs root (it changes /sys/kernel/mm settings)")
     if not (KSM / "run").exists():
         raise CaptureError(f"{KSM} not found: this host kernel has no KSM")
+
+
+@contextmanager
+def host_settings(settings: dict[str, str] = KSM_SETTINGS, what: str = "validate-ksm") -> Iterator[None]:
+    """THP off and KSM's scanning ``settings`` (and PINNED) for the duration; everything
+    restored afterwards, KSM unmerged (run=2) before its old `run` value is put back, with
+    Ctrl-C and SIGTERM held until it is (the same signal again is delivered after)."""
+    check_host(what)
+    settings = {**settings, **{k: v for k, v in PINNED.items() if (KSM / k).exists()}}
     saved = {name: _read(name) for name in ("run", *settings)}
     saved_thp = _thp_mode() if THP.exists() else None
     log.info("host settings saved: ksm %s, THP %s", saved, saved_thp)
@@ -103,20 +114,24 @@ def host_settings(settings: dict[str, str] = KSM_SETTINGS, what: str = "validate
             _write(KSM / name, value)
         yield
     finally:
-        # Unmerge first so no merged page outlives the check, then put every value back.
-        for action in (
-            lambda: _write(KSM / "run", "2"),
-            *(lambda n=n: _write(KSM / n, saved[n]) for n in settings),
-            lambda: _write(KSM / "run", saved["run"]),
-            lambda: saved_thp is not None and _write(THP, saved_thp),
-        ):
-            try:
-                action()
-            except CaptureError as e:
-                log.error("restoring host settings: %s", e)
-        log.info(
-            "host settings restored: ksm run=%s, THP %s", _read("run"), _thp_mode() if THP.exists() else "-"
-        )
+        held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            # Unmerge first so no merged page outlives the check, then put every value back.
+            for action in (
+                lambda: _write(KSM / "run", "2"),
+                *(lambda n=n: _write(KSM / n, saved[n]) for n in settings),
+                lambda: _write(KSM / "run", saved["run"]),
+                lambda: saved_thp is not None and _write(THP, saved_thp),
+            ):
+                try:
+                    action()
+                except CaptureError as e:
+                    log.error("restoring host settings: %s", e)
+            log.info("host settings restored: ksm run=%s, THP %s", _read("run"),
+                     _thp_mode() if THP.exists() else "-")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @contextmanager
@@ -240,12 +255,13 @@ class KsmAtSnapshot:
 SETTLE_TIMEOUT_S = 300.0
 
 
-def sample_paused(guests: list[Guest], settle: bool = False) -> KsmAtSnapshot:
+def sample_paused(guests: list[Guest], settle: bool = False, timeout_s: float = SETTLE_TIMEOUT_S) -> KsmAtSnapshot:
     """KSM's counters and the guests' backed frames, read while ``guests`` are all paused
     (the pagemap before QEMU reads the memory: reading a page never written would map it).
-    With ``settle``, once pages_sharing has stopped moving on the paused guests."""
+    With ``settle``, once pages_sharing has stopped moving on the paused guests (at most
+    ``timeout_s`` seconds, else a CaptureError)."""
     if settle:
-        _wait_settled(SETTLE_TIMEOUT_S)
+        _wait_settled(timeout_s)
     counters = [int(_read(n)) for n in ("pages_sharing", "pages_shared", "full_scans")]
     backed, extra = [], []
     for g in guests:

@@ -162,6 +162,15 @@ class CaptureSpec:
             fail("batch_size", f"batch size must be at least 1, got {self.batch_size!r}")
         if not (math.isfinite(self.boot_timeout_s) and self.boot_timeout_s > 0):
             fail("boot_timeout_s", f"expected a positive number of seconds, got {self.boot_timeout_s}")
+        if self.ksm is not None:
+            for key in ("pages_to_scan", "sleep_millisecs"):
+                v = self.ksm.get(key)
+                if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "pages_to_scan" else 0):
+                    fail(f"ksm.{key}", f"expected a whole number{' >= 1' if key == 'pages_to_scan' else ' >= 0'}, "
+                                       f"got {v!r}")
+            unknown = sorted(set(self.ksm) - {"pages_to_scan", "sleep_millisecs", "settle", "settle_timeout_s"})
+            if unknown:
+                fail(f"ksm.{unknown[0]}", "unknown key (known: pages_to_scan, sleep_millisecs, settle)")
         if self.ksm is not None and self.snapshot_format == "kdump-zlib":
             fail("ksm", "expected snapshot_format pages or delta: KSM is sampled while the guests' "
                         "memory is hashed, and kdump-zlib snapshots keep QEMU's dump instead")

@@ -341,6 +341,7 @@ def load_manifest(path: str | Path) -> Manifest:
             )
         )
     _check_kpageflags_files(r, snapshot_files)
+    _check_ksm_records(r, domains)
     return Manifest(
         path=path,
         synthetic=r.get(raw, "synthetic", "", bool, required=False, default=False),
@@ -387,6 +388,25 @@ def _ksm_record(r: _Reader, s: dict, where: str, domain_id) -> KsmRecord:
         if counts[key] < 0:
             r.fail(f"{at}.{key}", f"expected a count (0 or more), got {counts[key]}")
     return KsmRecord(tuple(guests), **counts, settled=r.get(k, "settled", at, bool, required=False, default=False))
+
+
+def _check_ksm_records(r: _Reader, domains: list[Domain]) -> None:
+    """Every guest a ``ksm`` record names is a domain of the bundle, and every guest of a batch
+    carries the same record at the same time (KSM ran once on the batch)."""
+    ids = {d.id for d in domains}
+    first: dict[tuple[float, tuple[str, ...]], KsmRecord] = {}
+    for i, d in enumerate(domains):
+        for j, s in enumerate(d.snapshots):
+            if s.ksm is None:
+                continue
+            at = f"domains[{i}].snapshots[{j}].ksm"
+            missing = [g for g in s.ksm.guests if g not in ids]
+            if missing:
+                r.fail(f"{at}.guests", f"expected domains of this bundle, got {missing[0]!r}")
+            seen = first.setdefault((s.time_s, s.ksm.guests), s.ksm)
+            if seen != s.ksm:
+                r.fail(at, f"expected the same KSM record as the batch's other guests at {s.time_s:g} s "
+                           f"({', '.join(s.ksm.guests)}): KSM ran once on the batch")
 
 
 def _check_kpageflags_files(r: _Reader, files: list[tuple[str, Path]]) -> None:
