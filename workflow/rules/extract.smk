@@ -13,6 +13,8 @@ rule extract_domain:
     output:
         pages=PAGES.where,
         reads=READS.where,
+    # before any replay: the largest mix's replay, the longest job, waits for every domain
+    priority: 10
     conda:
         "../envs/xpipe.yaml"
     log:

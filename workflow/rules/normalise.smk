@@ -30,6 +30,8 @@ rule normalise_disk:
     # threads that hash raw dumps and disk images; jobs run side by side, so one
     # each by default (more for a few large dumps: --set-threads normalise_disk=2)
     threads: 1
+    # before any replay: the largest mix's replay, the longest job, waits for every domain
+    priority: 10
     conda:
         "../envs/xpipe.yaml"
     log:
@@ -56,6 +58,8 @@ rule normalise_domain:
     # threads that hash raw dumps and disk images; jobs run side by side, so one
     # each by default (more for a few large dumps: --set-threads normalise_domain=2)
     threads: 1
+    # before any replay: the largest mix's replay, the longest job, waits for every domain
+    priority: 10
     conda:
         "../envs/xpipe.yaml"
     log:

@@ -58,14 +58,14 @@ def partition_sweep(domains: Sequence[DomainTrace], runs: Sequence[RunSpec], par
     where = "" if part.whole else f"partition {part.index} of {part.count}: "
     for every in sorted({spec.snapshot_every for spec in runs}):
         group = [spec for spec in runs if spec.snapshot_every == every]
-        for k in range(n, 0, -1) if with_prefixes else (n,):
+        for k in range(n, 0, -1) if _prefixed(every, with_prefixes) else (n,):
             started = time.perf_counter()
             prepared = prepare(domains[:k], every, part, reuse=len(group) > 1)
             for spec in group:
                 result = replay_prepared(prepared, spec, with_types=k == n)
                 if k == n:
                     whole[spec] = result
-                if with_prefixes:
+                if _prefixed(every, with_prefixes):
                     prefixes[spec][k] = footprints(result.timeline, k)
             log.info("%ssnapshot_every %d, %s: %d runs replayed in %.1f s", where, every,
                      f"the first {k} of {n} domains" if k < n else f"all {n} domains", len(group),
@@ -73,12 +73,20 @@ def partition_sweep(domains: Sequence[DomainTrace], runs: Sequence[RunSpec], par
     shares: dict[str, list[pl.DataFrame]] = {t.name: [] for t in PARTS}
     for spec in runs:
         own = {"timeline": whole[spec].timeline, "types": whole[spec].type_counts,
-               "prefixes": pl.concat([prefixes[spec][k] for k in range(1, n + 1)]) if with_prefixes else None}
+               "prefixes": pl.concat([prefixes[spec][k] for k in range(1, n + 1)])
+               if _prefixed(spec.snapshot_every, with_prefixes) else None}
         for name, df in own.items():
             if df is not None:
                 shares[name].append(df.with_columns(run=pl.lit(spec.run_id)))
     return {t.name: t.conform(pl.concat(shares[t.name])) if shares[t.name] else pl.DataFrame(schema=t.schema)
             for t in PARTS}
+
+
+def _prefixed(snapshot_every: int, with_prefixes: bool) -> bool:
+    """Whether runs of ``snapshot_every`` replay every prefix of the mix (domains per host): only
+    runs of every snapshot, whose peak footprint the capacity is measured on; a sparser run's
+    domains_per_host is null."""
+    return with_prefixes and snapshot_every == 1
 
 
 def _need_oracle(runs: Sequence[RunSpec]) -> None:
@@ -110,7 +118,7 @@ def merge_sweep(shares: Sequence[dict[str, pl.DataFrame]], runs: Sequence[RunSpe
         if spec == ORACLE:
             oracle_timeline = timeline
         peaks = (merged_prefix_peaks(prefixes.get(spec.run_id, none["prefixes"]), domains)
-                 if with_prefixes else None)
+                 if _prefixed(spec.snapshot_every, with_prefixes) else None)
         summary = summarise(timeline, oracle_timeline, peaks, spec.info.has_area, synthetic, host_mib)
         own = {TIMELINE: timeline, TYPES: types_table(type_counts.get(spec.run_id, none["types"])),
                SUMMARY: summary, PREFIXES: prefix_table(peaks, host_mib) if peaks is not None else None}

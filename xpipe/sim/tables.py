@@ -97,7 +97,7 @@ SUMMARY_OWN = (
         Column("area_hit_ratio", _F, "a policy with a sharing area (dsa): hits / lookups (every lookup is a read); else 0"),
         Column("host_mib", _I, "configured host memory, MiB (one row per configured size)"),
         Column("domains_per_host", _I, "mix domains, in mix order, that fit in host_mib; null if not computed "
-               "or the mix has no memory"),
+               "(domains_per_host false, or a run of every k-th snapshot, k > 1) or the mix has no memory"),
         Column("left_out", _S, "the analyses left out (their columns null) because the mix's traces lack "
                "memory snapshots or disk reads, and why; null when nothing is"),
 )
