@@ -40,7 +40,8 @@ RESULTS = {
 }
 
 #: Folders of results/ that hold the shared capture stages, not experiments.
-SHARED_FOLDERS = frozenset({"normalised", "pages", "reads", "synthetic", "captures", "logs", "benchmarks", "bench"})
+SHARED_FOLDERS = frozenset({"normalised", "pages", "reads", "synthetic", "captures", "logs", "benchmarks", "bench",
+                            "compiled"})
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 #: The workflow's own config file (the Snakefile's `configfile:`), the experiment "default".
 DEFAULT_CONFIG = "config/config.yaml"

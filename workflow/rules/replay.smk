@@ -6,6 +6,26 @@
 # up into the same four tables. The experiment's own folder.
 
 PARTITIONS = int(config["replay_partitions"])
+
+
+# numba compiles the replay's loops once, here, while stage 1 and 2 run: replay jobs
+# started side by side in a fresh clone would each compile them (xpipe.sim.warmup).
+rule compile_replay_loops:
+    input:
+        code=code("compile_replay_loops.py"),
+    output:
+        done="results/compiled/replay-loops.done",
+    priority: 20
+    conda:
+        "../envs/xpipe.yaml"
+    log:
+        log("compile_replay_loops"),
+    benchmark:
+        bench("compile_replay_loops")
+    script:
+        "../scripts/compile_replay_loops.py"
+
+
 # a partition's share of every run of a mix: {mix} and {part} left to fill
 PART_FILES = {t.name: t.path(experiment=X.name, partitions=PARTITIONS) for t in PARTS}
 
@@ -15,6 +35,7 @@ if PARTITIONS == 1:
     rule replay_mix:
         input:
             code=code("replay_mix.py"),
+            loops=rules.compile_replay_loops.output.done,
             pages=mix_tables(PAGES),
             reads=mix_tables(READS),
         output:
@@ -58,6 +79,7 @@ else:
     rule replay_partition:
         input:
             code=code("replay_partition.py"),
+            loops=rules.compile_replay_loops.output.done,
             snapshots=mix_tables(SNAPSHOTS, partitions=PARTITIONS),
             shares=mix_tables(PAGE_SHARES, partitions=PARTITIONS),
             reads=mix_tables(READS),
