@@ -196,12 +196,13 @@ def test_test_experiment_is_lint_clean_and_its_report_embeds_every_figure(tiny):
 
 # A module each stage's script imports, and the stages an edit must rerun (and what follows).
 EDITS = {
-    "xpipe/schemas.py": {"normalise_domain", "extract_domain", "replay_mix", "build_database"},
-    "xpipe/io.py": {"make_synthetic", "normalise_domain", "extract_domain", "replay_mix", "draw_figures"},
+    "xpipe/schemas.py": {"normalise_domain", "replay_mix", "build_database"},
+    "xpipe/io.py": {"make_synthetic", "normalise_domain", "replay_mix", "draw_figures"},
     "xpipe/errors.py": {"normalise_domain", "replay_mix", "draw_figures"},
     "xpipe/report/__init__.py": {"build_database", "draw_figures", "tabulate_summary"},
     "xpipe/sim/policies/dsa.py": {"replay_mix", "build_database", "draw_figures"},
-    "xpipe/readers/registry.py": {"normalise_domain", "extract_domain", "replay_mix"},
+    "xpipe/readers/registry.py": {"normalise_domain", "replay_mix"},
+    "xpipe/extract.py": {"normalise_domain", "replay_mix"},
 }
 
 

@@ -64,6 +64,13 @@ def capture_skipped(wildcards):
     return [SKIPPED.path(capture=wildcards.capture, domain=d) for d in source(wildcards).domains()]
 
 
+def mix_priority(wildcards):
+    """A replay's priority: the mix's share of the largest mix's domains, so that the longest
+    replay starts first; below 1, under stage 1 and 2 (priority 10), which come first."""
+    n = len(X.mix_domains(wildcards.mix))
+    return n / (1 + max(len(X.mix_domains(m)) for m in X.config["mixes"]))
+
+
 def capture_lenient(wildcards):
     return source(wildcards).lenient
 

@@ -2,27 +2,7 @@
 # Shared by every experiment of the project.
 
 
-# One job per domain for both tables: they read the same disk table, and most of a
-# job's time is starting it.
-rule extract_domain:
-    input:
-        code=code("extract_domain.py"),
-        frames=rules.normalise_domain.output.frames,
-        requests=rules.normalise_domain.output.requests,
-        disk=domain_disk_table,
-    output:
-        pages=PAGES.where,
-        reads=READS.where,
-    # before any replay: the largest mix's replay, the longest job, waits for every domain
-    priority: 10
-    conda:
-        "../envs/xpipe.yaml"
-    log:
-        log("extract_domain", "capture", "domain"),
-    benchmark:
-        bench("extract_domain", "capture", "domain")
-    script:
-        "../scripts/extract_domain.py"
+# The per-domain tables (PAGES, READS) are written by rule normalise_domain with stage 1's.
 
 
 rule tabulate_domains:

@@ -42,6 +42,8 @@ rule normalise_disk:
         "../scripts/normalise_disk.py"
 
 
+# Stage 1 and stage 2 of one domain in one job: most of a job's time is starting it, and
+# stage 2 takes its frames and requests from memory (both stages' tables are written).
 rule normalise_domain:
     input:
         code=code("normalise_domain.py"),
@@ -51,6 +53,8 @@ rule normalise_domain:
         frames=FRAMES.where,
         requests=REQUESTS.where,
         skipped=SKIPPED.where,
+        pages=PAGES.where,
+        reads=READS.where,
     params:
         manifest=capture_manifest,
         lenient=capture_lenient,

@@ -15,7 +15,7 @@ rule compile_replay_loops:
         code=code("compile_replay_loops.py"),
     output:
         done="results/compiled/replay-loops.done",
-    priority: 20
+    priority: 20  # first: it takes one core while stage 1 and 2 take the other
     conda:
         "../envs/xpipe.yaml"
     log:
@@ -49,6 +49,8 @@ if PARTITIONS == 1:
             domains_per_host=config["domains_per_host"],
             host_mib=config["sweep"]["host_mib"],
             synthetic=mix_synthetic,
+        # the largest mix first (in (0, 1): below stage 1 and 2, whose jobs come first)
+        priority: mix_priority
         conda:
             "../envs/xpipe.yaml"
         log:
@@ -93,6 +95,7 @@ else:
             runs=RUNS,
             partitions=PARTITIONS,
             domains_per_host=config["domains_per_host"],
+        priority: mix_priority
         conda:
             "../envs/xpipe.yaml"
         log:
