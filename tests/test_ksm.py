@@ -60,7 +60,7 @@ def test_validate_ksm_on_debian_server_guests_at_every_snapshot(tmp_path) -> Non
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     assert r.stdout.splitlines()[-1] == f"figure: {tmp_path / 'out/ksm.png'}"  # the figure last
     assert (tmp_path / "out/ksm.png").stat().st_size > 10_000
-    rows = list(csv.DictReader((tmp_path / "out/ksm.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "out/ksm.csv").read_text().splitlines()))
     assert [float(x["time_s"]) for x in rows] == [170.0, 180.0]
     for x in rows:  # every snapshot compared once KSM settled on the paused guests
         assert x["settled"] == "true" and int(x["predicted_sharing_all_mergeable"]) > 100_000
