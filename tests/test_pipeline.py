@@ -90,9 +90,9 @@ def test_default_pipeline_writes_figures_tables_and_database(project):
     # the shipped server capture, as the database describes it: 10 guests of 1 GiB, 5 services
     # and idle, 2 releases, every 5th of 11 snapshots; KSM recorded at all 11 of each batch of 2
     assert con.sql("SELECT count(*), count(DISTINCT workload), count(DISTINCT os), min(memory_mib), "
-                   "max(snapshots) FROM domains").fetchone() == (10, 6, 2, 1024, 3)
-    n, low = con.sql("SELECT count(*), min(ksm_pages_sharing / predicted_sharing_all_mergeable) "
-                     "FROM ksm_at_capture").fetchone()
+                   "max(snapshots) FROM domains").fetchall() == [(10, 6, 2, 1024, 3)]
+    [(n, low)] = con.sql("SELECT count(*), min(ksm_pages_sharing / predicted_sharing_all_mergeable) "
+                         "FROM ksm_at_capture").fetchall()
     assert n == 5 * 11 and 0.85 < low <= 1.0
     # sizes in MiB where people read them: labels, not pages
     labels = {r[0] for r in con.sql("SELECT label FROM summary WHERE policy = 'dsa'").fetchall()}
