@@ -25,15 +25,16 @@ from xpipe.sim.policies import REGISTRY  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 
-#: name -> (draw function, what the figure needs when its query returns no rows)
-FIGURES: dict[str, tuple[Callable[[pd.DataFrame, Path], None], str]] = {}
+#: name -> (draw function, what the figure needs when its query returns no rows, whether it
+#: draws panels per mix: the slower ones, drawn first so that parallel drawing ends together)
+FIGURES: dict[str, tuple[Callable[[pd.DataFrame, Path], None], str, bool]] = {}
 #: page types in one colour each, in every figure
 TYPE_COLOURS = dict(zip(PAGE_TYPES, sns.color_palette("tab10", len(PAGE_TYPES))))
 
 
-def figure(needs: str):
+def figure(needs: str, per_mix: bool = False):
     def register(fn):
-        FIGURES[fn.__name__] = (fn, needs)
+        FIGURES[fn.__name__] = (fn, needs, per_mix)
         return fn
 
     return register
@@ -105,7 +106,7 @@ def savings(df: pd.DataFrame, out: Path) -> None:
     _save(fig, out)
 
 
-@figure(needs="runs at every snapshot")
+@figure(needs="runs at every snapshot", per_mix=True)
 def footprint_time(df: pd.DataFrame, out: Path) -> None:
     order, colours = runs_in_order(df)
     mixes = _mixes(df)
@@ -126,7 +127,7 @@ def footprint_time(df: pd.DataFrame, out: Path) -> None:
     _finish(fig, "Host memory footprint over time", df, out)
 
 
-@figure(needs="dsa runs")
+@figure(needs="dsa runs", per_mix=True)
 def area_size(df: pd.DataFrame, out: Path) -> None:
     rules = [e for e in EVICTIONS if e in set(df["eviction"])]
     colours = dict(zip((e.upper() for e in rules), _shades(REGISTRY["dsa"].colour, len(rules))))
@@ -180,7 +181,7 @@ def page_types(df: pd.DataFrame, out: Path) -> None:
     _save(fig, out)
 
 
-@figure(needs="domains_per_host: true")
+@figure(needs="domains_per_host: true", per_mix=True)
 def domains_per_host(df: pd.DataFrame, out: Path) -> None:
     order, colours = runs_in_order(df)
     mixes = _mixes(df)
@@ -203,7 +204,7 @@ def domains_per_host(df: pd.DataFrame, out: Path) -> None:
     _finish(fig, "Peak footprint against the number of domains", df, out)
 
 
-@figure(needs="more than one snapshot_every")
+@figure(needs="more than one snapshot_every", per_mix=True)
 def snapshot_interval(df: pd.DataFrame, out: Path) -> None:
     order, colours = runs_in_order(df)
     mixes = _mixes(df)
@@ -220,7 +221,7 @@ def snapshot_interval(df: pd.DataFrame, out: Path) -> None:
     _finish(fig, "How results move with the snapshot interval (same first and last snapshot)", df, out)
 
 
-@figure(needs="scan runs")
+@figure(needs="scan runs", per_mix=True)
 def scan_rate(df: pd.DataFrame, out: Path) -> None:
     scan = df[df["policy"] == "scan"]
     refs = df[df["policy"] != "scan"]
@@ -292,8 +293,13 @@ def no_data(name: str, needs: str, out: str | Path) -> None:
     _save(fig, out)
 
 
+def drawing_order(names: list[str]) -> list[str]:
+    """``names`` with the figures that draw panels per mix first (they take longest)."""
+    return sorted(names, key=lambda n: not FIGURES[n][2])
+
+
 def draw(name: str, rows: pd.DataFrame, out: str | Path) -> None:
-    fn, needs = FIGURES[name]
+    fn, needs, _ = FIGURES[name]
     if rows.empty:
         no_data(name, needs, out)
     else:
