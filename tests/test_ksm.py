@@ -1,4 +1,5 @@
-"""xpipe's sharing prediction against the host kernel's KSM on three small busybox guests."""
+"""xpipe's sharing prediction against the host kernel's KSM: three small busybox guests, server
+guests at every snapshot, and the pagemap and prediction rules on their own."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from guests import require, require_qemu
 
+from xpipe.capture import ksm
 from xpipe.capture.ksm import KSM, KSM_SETTINGS, THP, validate_ksm
 
 
@@ -65,3 +68,34 @@ def test_validate_ksm_on_debian_server_guests_at_every_snapshot(tmp_path) -> Non
     for x in rows:  # every snapshot compared once KSM settled on the paused guests
         assert x["settled"] == "true" and int(x["predicted_sharing_all_mergeable"]) > 100_000
         assert abs(1 - int(x["ksm_pages_sharing"]) / int(x["predicted_sharing_all_mergeable"])) <= 0.05, x
+
+
+def test_backed_frames_leave_out_the_shared_zero_page(tmp_path, monkeypatch):
+    """The pagemap rule without root or QEMU: present or swapped pages count, a frame mapping
+    the kernel's zero page does not (KSM scans anonymous pages only); a KSM page mapped twice
+    is still backed."""
+    present, swapped = 1 << 63, 1 << 62
+    entries = [present | 100, present | 7, present | 7, swapped, 0, present | 200, present | 300, present | 300]
+    path = tmp_path / "pagemap"
+    path.write_bytes(np.array(entries, dtype="<u8").tobytes())
+    flags = {7: ksm.KPF_ZERO_PAGE, 300: 1 << 21}  # the zero page; a KSM page
+    asked = []
+    monkeypatch.setattr(ksm, "_kpageflags", lambda pfn: asked.append(pfn) or flags.get(pfn, 0))
+    with open(path, "rb") as f:
+        backed = ksm._backed(f, 0, len(entries) * ksm.HOST_PAGE)
+    assert backed.tolist() == [True, False, False, True, False, True, True, True]
+    assert sorted(asked) == [7, 300]  # only frames mapped more than once are looked up
+
+
+def test_ksm_record_predicts_backed_pages_minus_distinct_contents():
+    u = np.uint64
+    sample = ksm.KsmAtSnapshot(
+        pages_sharing=2, pages_shared=2, full_scans=5,
+        backed=[np.array([True, True, True, False]), np.array([True, False, True, True])],
+        extra=[np.array([9], dtype=u), np.array([9], dtype=u)], settled=True)
+    hashes = [np.array([1, 2, 2, 3], dtype=u), np.array([1, 4, 5, 6], dtype=u)]
+    record = sample.entry(hashes, ["a", "b"])
+    # backed: 1, 2, 2 and 1, 5, 6: 6 pages, 4 contents; with the firmware pages 9, 9: 8 and 5
+    assert record == {"guests": ["a", "b"], "pages_sharing": 2, "pages_shared": 2, "full_scans": 5,
+                      "backed_pages": 6, "predicted_sharing": 2, "predicted_sharing_all_mergeable": 3,
+                      "settled": True}
