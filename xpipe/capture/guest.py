@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from xpipe.capture.errors import CaptureError
-from xpipe.capture.host import require_tool
+from xpipe.capture.host import require_tool, signals_held
 from xpipe.capture.qmp import QMP, connect_unix
 from xpipe.capture.workloads import KPF_BLOCK
 from xpipe.errors import InputError
@@ -470,13 +470,9 @@ class Guest:
 def stop_all(guests: list[Guest]) -> None:
     """Stop every guest, with SIGINT, SIGTERM and SIGHUP held until all are gone: a second
     Ctrl-C must not cut the clean-up short (it is delivered right after)."""
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
+    with signals_held():
         for g in guests:
             g.stop()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 _OPEN = re.compile(

@@ -6,8 +6,11 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,17 @@ def require_tool(name: str) -> str:
     if path is None:
         raise CaptureError(f"`{name}` not found on PATH; {INSTALL_HINT}")
     return path
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP held for the duration and delivered after it: a clean-up
+    (stopping guests, restoring host settings) is never cut short by a second Ctrl-C."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def cache_dir() -> Path:

@@ -14,7 +14,6 @@ import mmap
 import os
 import re
 import shutil
-import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ import numpy as np
 
 from xpipe.capture.errors import CaptureError
 from xpipe.capture.guest import Guest, GuestConfig, stop_all
-from xpipe.capture.host import make_scratch
+from xpipe.capture.host import make_scratch, signals_held
 from xpipe.capture.images import guest_image
 from xpipe.hashing import ZERO_HASH, hash_pages
 
@@ -114,9 +113,7 @@ def host_settings(settings: dict[str, str] = KSM_SETTINGS, what: str = "validate
             _write(KSM / name, value)
         yield
     finally:
-        held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-        try:
+        with signals_held():  # Ctrl-C is delivered after, not half-way through
             # Unmerge first so no merged page outlives the check, then put every value back.
             for action in (
                 lambda: _write(KSM / "run", "2"),
@@ -130,8 +127,6 @@ def host_settings(settings: dict[str, str] = KSM_SETTINGS, what: str = "validate
                     log.error("restoring host settings: %s", e)
             log.info("host settings restored: ksm run=%s, THP %s", _read("run"),
                      _thp_mode() if THP.exists() else "-")
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @contextmanager
@@ -233,12 +228,17 @@ class KsmAtSnapshot:
     extra: list[np.ndarray]
     settled: bool = False
 
+    def pages(self, hashes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The contents of the backed guest pages, and of every mergeable page (those and
+        QEMU's other mergeable blocks): what the prediction counts."""
+        backed = np.concatenate([h[b] for h, b in zip(hashes, self.backed)])
+        return backed, np.concatenate([backed, *self.extra])
+
     def entry(self, hashes: list[np.ndarray], names: list[str]) -> dict:
         """The snapshot's ``ksm`` record: KSM's counters and xpipe's prediction of them for
         the same moment over every guest of the batch (``names``): backed pages minus
         distinct contents among them (KSM's pages_sharing; THP is off)."""
-        backed = np.concatenate([h[b] for h, b in zip(hashes, self.backed)])
-        everything = np.concatenate([backed, *self.extra])
+        backed, everything = self.pages(hashes)
         return {
             "guests": list(names),
             "pages_sharing": self.pages_sharing,
@@ -304,7 +304,6 @@ def validate_ksm(n_guests: int, memory_mib: int, settle_timeout_s: float, boot_t
     """Boot ``n_guests`` busybox guests, let KSM merge them, and compare with xpipe's prediction."""
     image = guest_image("busybox")
     work = make_scratch("xpipe-ksm")
-    size = memory_mib << 20
     guests = [
         Guest(
             GuestConfig(
@@ -333,23 +332,19 @@ def validate_ksm(n_guests: int, memory_mib: int, settle_timeout_s: float, boot_t
                 _wait_settled(settle_timeout_s)
                 for g in guests:
                     g.pause()
-                # Pagemap before the memory is read: reading a never-touched page makes the host back it.
-                ram = [guest_ram_mapping(g.pid, size) for g in guests]
-                present = [present_frames(g.pid, r, size) for g, r in zip(guests, ram)]
-                extra = [other_mergeable_pages(g.pid, r) for g, r in zip(guests, ram)]
-                sharing, shared = int(_read("pages_sharing")), int(_read("pages_shared"))
+                sample = sample_paused(guests)
                 # Already paused: all guests stay still. RAM block order, as the pagemap's.
                 hashes = [g.page_hashes(pause=False)[1] for g in guests]
             finally:
                 stop_all(guests)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    backed = np.concatenate([h[p] for h, p in zip(hashes, present)])
+    backed, everything = sample.pages(hashes)
     _, counts = np.unique(backed, return_counts=True)
-    everything = np.concatenate([backed, *extra])
+    sharing = sample.pages_sharing
     result = KsmResult(
         sharing,
-        shared,
+        sample.pages_shared,
         len(backed),
         len(counts),
         duplicated=int(np.count_nonzero(counts > 1)),
